@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.azurite",
     "tests.fixtures.graphsim",
     "tests.fixtures.funchost",
+    "tests.fixtures.app",
 ]

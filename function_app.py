@@ -1,0 +1,8 @@
+"""The Functions app: builds the FunctionApp and registers the blueprints. No I/O, no settings at import."""
+
+import azure.functions as func
+
+from triggers import maintenance
+
+app = func.FunctionApp()
+app.register_functions(maintenance.bp)

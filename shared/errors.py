@@ -1,0 +1,130 @@
+"""The app's one exception tree.
+
+Every failure the app reports is one of these, so callers branch on meaning, not on which SDK raised::
+
+    AppError                      base: a message and a stable machine-readable ``code``
+    ├── ConfigurationError        settings are missing or malformed (fail fast at first use)
+    ├── InvalidInputError         the caller's input is wrong → 400; never retried
+    └── UpstreamError             a dependency (Graph, Storage) failed; carries ``status`` and ``service``
+        ├── TransientError        may work later; carries ``retry_after`` (seconds, or None)
+        │   ├── ThrottledError    429: the dependency asked us to slow down
+        │   ├── UnavailableError  5xx, timeouts, refused or dropped connections
+        │   └── CircuitOpenError  our breaker refused the call without trying it
+        └── PermanentError        retrying the same request cannot help
+            ├── NotFoundError     404: the user, mailbox or item does not exist
+            └── AccessDeniedError 401/403: our credentials or permissions are wrong
+
+Transport failures and HTTP-status failures meet in ``TransientError``/``PermanentError`` because that
+is the only distinction retry, breaker and API layers need. Errors become HTTP responses in one place
+(``shared/http.py``).
+"""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """Base of every error the app raises on purpose."""
+
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class ConfigurationError(AppError):
+    """Settings are missing or malformed; the message names each setting and what was expected."""
+
+    code = "configuration_error"
+
+
+class InvalidInputError(AppError):
+    """The caller sent something we will not act on (bad id, bad parameter, bad body)."""
+
+    code = "invalid_request"
+
+
+class UpstreamError(AppError):
+    """A dependency failed. ``status`` is its HTTP status (None for transport failures)."""
+
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        service: str = "graph",
+        upstream_code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+        self.service = service
+        self.upstream_code = upstream_code
+        self.request_id = request_id
+
+
+class TransientError(UpstreamError):
+    """A failure that may go away; ``retry_after`` is the dependency's hint in seconds, if any."""
+
+    code = "upstream_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        service: str = "graph",
+        upstream_code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, code=code, status=status, service=service, upstream_code=upstream_code, request_id=request_id
+        )
+        self.retry_after = retry_after
+
+
+class ThrottledError(TransientError):
+    """429: the dependency is throttling us."""
+
+    code = "throttled"
+
+
+class UnavailableError(TransientError):
+    """5xx, timeout or connection failure."""
+
+    code = "upstream_unavailable"
+
+
+class CircuitOpenError(TransientError):
+    """The circuit breaker for ``breaker`` is open (or its probe slot is taken): the call was not made."""
+
+    code = "circuit_open"
+
+    def __init__(self, breaker: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"circuit '{breaker}' is open", retry_after=retry_after, service=breaker)
+        self.breaker = breaker
+
+
+class PermanentError(UpstreamError):
+    """Retrying the same request will fail the same way."""
+
+    code = "upstream_rejected"
+
+
+class NotFoundError(PermanentError):
+    """404 from the dependency."""
+
+    code = "not_found"
+
+
+class AccessDeniedError(PermanentError):
+    """401/403 from the dependency: a problem with our identity or permissions, not the caller's."""
+
+    code = "upstream_access_denied"

@@ -1,0 +1,45 @@
+"""Health: can this instance reach what it needs? Each probe is bounded so the check itself stays fast."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from shared import __version__
+from shared.services import QUEUE_SERVICE, TABLE_SERVICE, Registry, settings
+from shared.telemetry import get_logger
+
+log = get_logger("health")
+
+
+async def _probe(name: str, call: Callable[[], Awaitable[Any]], timeout: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(call(), timeout)
+    except Exception as error:  # any failure means "not healthy"; the type is enough to diagnose
+        reason = "timeout" if isinstance(error, TimeoutError) else type(error).__name__
+        log.warning("health probe %s failed: %s", name, reason)
+        return {"ok": False, "error": reason, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+async def check_health(registry: Registry) -> tuple[int, dict[str, Any]]:
+    """Probe Table and Queue storage concurrently; 200 when both answer, else 503."""
+    current = settings()
+    timeout = current.health_probe_timeout_seconds
+    tables = await registry.get(TABLE_SERVICE)
+    queues = await registry.get(QUEUE_SERVICE)
+    table_check, queue_check = await asyncio.gather(
+        _probe("table", tables.get_service_properties, timeout),
+        _probe("queue", queues.get_service_properties, timeout),
+    )
+    healthy = table_check["ok"] and queue_check["ok"]
+    body = {
+        "status": "healthy" if healthy else "unhealthy",
+        "version": __version__,
+        "graph_mode": current.graph_mode,
+        "checks": {"table_storage": table_check, "queue_storage": queue_check},
+    }
+    return (200 if healthy else 503), body

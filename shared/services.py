@@ -1,0 +1,151 @@
+"""Per-process singletons shared by every trigger: built lazily on first use, closed cleanly, swappable.
+
+A Functions worker process serves many invocations, so clients (Storage, Graph, credential) are created
+once per process and reused; invocations themselves stay stateless because the *data* (cache entries,
+breaker state, subscriptions) lives in Storage. Each ``Service`` is a typed key with a default factory;
+``registry.override(service, factory)`` swaps the factory (tests inject fakes that way, never by patching
+module paths) and ``registry.aclose()`` closes what was built, newest first.
+
+Factories import their SDKs inside the function body so ``import function_app`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableServiceClient
+    from azure.storage.queue.aio import QueueServiceClient
+
+T = TypeVar("T")
+Factory = Callable[[], "T | Awaitable[T]"]
+Closer = Callable[[T], Awaitable[None]]
+
+
+@dataclass(frozen=True, eq=False)
+class Service(Generic[T]):
+    """A named per-process singleton: how to build it and, optionally, how to close it."""
+
+    name: str
+    factory: Callable[[], T | Awaitable[T]]
+    close: Callable[[T], Awaitable[None]] | None = None
+
+
+class Registry:
+    """Holds the built instances of services; one per process (``registry``), fresh ones in tests."""
+
+    def __init__(self) -> None:
+        self._instances: dict[Service[Any], Any] = {}
+        self._overrides: dict[Service[Any], Callable[[], Any]] = {}
+        self._locks: dict[Service[Any], asyncio.Lock] = {}
+
+    def override(self, service: Service[T], factory: Callable[[], T | Awaitable[T]]) -> None:
+        """Use ``factory`` instead of the default one (drops an instance built before)."""
+        self._overrides[service] = factory
+        self._instances.pop(service, None)
+
+    def get_sync(self, service: Service[T]) -> T:
+        """The instance of a service whose factory is synchronous (e.g. settings)."""
+        if service in self._instances:
+            return cast(T, self._instances[service])
+        value: Any = self._factory(service)()
+        if inspect.isawaitable(value):
+            if inspect.iscoroutine(value):
+                value.close()  # never awaited: close it so it does not warn at garbage collection
+            raise TypeError(f"service {service.name!r} has an async factory; use 'await registry.get(...)'")
+        self._instances[service] = value
+        return cast(T, value)
+
+    async def get(self, service: Service[T]) -> T:
+        """The instance, built once per process even when many invocations ask at the same time."""
+        if service in self._instances:
+            return cast(T, self._instances[service])
+        lock = self._locks.setdefault(service, asyncio.Lock())
+        async with lock:
+            if service not in self._instances:
+                value = self._factory(service)()
+                if inspect.isawaitable(value):
+                    value = await value
+                self._instances[service] = value
+        return cast(T, self._instances[service])
+
+    def peek(self, service: Service[T]) -> T | None:
+        """The instance if it was built already; never builds (health and status use this)."""
+        return cast("T | None", self._instances.get(service))
+
+    async def aclose(self) -> None:
+        """Close every built instance, newest first, and forget them (overrides are kept)."""
+        instances, self._instances = self._instances, {}
+        self._locks.clear()
+        for service, instance in reversed(list(instances.items())):
+            if service.close is not None and service in instances:
+                await service.close(instance)
+
+    async def reset(self) -> None:
+        """Close everything and drop overrides: the state of a fresh process."""
+        await self.aclose()
+        self._overrides.clear()
+
+    def _factory(self, service: Service[T]) -> Callable[[], T | Awaitable[T]]:
+        return cast("Callable[[], T | Awaitable[T]]", self._overrides.get(service, service.factory))
+
+
+registry = Registry()
+
+
+# --- The app's services -----------------------------------------------------------------------------
+
+SETTINGS: Service[Settings] = Service("settings", Settings.from_env)
+
+
+def settings() -> Settings:
+    """The process's validated settings (read from the environment on first use)."""
+    return registry.get_sync(SETTINGS)
+
+
+# Storage clients retry briefly: a caller waiting on a dead Storage account should learn it in seconds,
+# and the layers above (queue redelivery, Graph's own retries) own the longer waits.
+STORAGE_CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 3, "read_timeout": 10}
+
+
+def _make_table_service() -> TableServiceClient:
+    from azure.data.tables.aio import TableServiceClient
+
+    return TableServiceClient.from_connection_string(
+        settings().storage_connection_string.reveal(),
+        retry_total=2,
+        retry_backoff_factor=0.1,
+        retry_backoff_max=2,
+        **STORAGE_CLIENT_OPTIONS,
+    )
+
+
+def _make_queue_service() -> QueueServiceClient:
+    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+    from azure.storage.queue.aio import QueueServiceClient
+
+    # Queue triggers decode base64 (host.json messageEncoding), so everything we enqueue is base64 text.
+    return QueueServiceClient.from_connection_string(
+        settings().storage_connection_string.reveal(),
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+        initial_backoff=0,  # these four shape the client's own (async) ExponentialRetry policy
+        increment_base=1,
+        retry_total=2,
+        random_jitter_range=0,
+        **STORAGE_CLIENT_OPTIONS,
+    )
+
+
+async def _close_client(client: Any) -> None:
+    await client.close()
+
+
+TABLE_SERVICE: Service[TableServiceClient] = Service("table_service", _make_table_service, _close_client)
+QUEUE_SERVICE: Service[QueueServiceClient] = Service("queue_service", _make_queue_service, _close_client)

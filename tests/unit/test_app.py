@@ -1,0 +1,53 @@
+"""The function app as the Functions host indexes it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXPECTED = {
+    "health": ("httpTrigger", "health", "anonymous"),
+}
+
+
+def _indexed() -> dict[str, dict[str, object]]:
+    # get_functions() may be called once per app object, so index in a fresh process.
+    code = (
+        "import json, function_app\n"
+        "out = {}\n"
+        "for f in function_app.app.get_functions():\n"
+        "    out[f.get_function_name()] = json.loads(f.get_raw_bindings()[0])\n"
+        "print(json.dumps(out))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return dict(json.loads(result.stdout))
+
+
+def test_indexed_functions_and_triggers() -> None:
+    """The app registers exactly the expected functions with their trigger bindings."""
+    indexed = _indexed()
+    assert set(indexed) == set(EXPECTED)
+    for name, (trigger, target, extra) in EXPECTED.items():
+        binding = indexed[name]
+        assert binding["type"] == trigger
+        if trigger == "httpTrigger":
+            assert binding["route"] == target
+            assert str(binding["authLevel"]).lower() == extra
+
+
+def test_import_is_cheap_and_clean() -> None:
+    """Importing function_app does no I/O and loads no Graph SDK, Storage SDK or dev-only modules."""
+    code = (
+        "import sys, json, function_app\n"
+        "print(json.dumps(sorted({m.split('.')[0] + ('.' + m.split('.')[1] if m.startswith('azure.') "
+        "and m.count('.') else '') for m in sys.modules})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = set(json.loads(result.stdout))
+    forbidden = {"msgraph", "msgraph_core", "kiota_http", "azure.data", "azure.storage", "azure.identity"}
+    forbidden |= {"devtools", "tests", "bench"}
+    assert loaded & forbidden == set()

@@ -1,0 +1,110 @@
+"""Settings: read once, validated as a whole, secrets never shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.errors import ConfigurationError
+from shared.settings import Secret, Settings, settings_table
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET_VALUE = "s3cr3t-value-that-must-not-leak"
+VALID = {
+    "AzureWebJobsStorage": "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=" + SECRET_VALUE,
+    "GRAPH_BASE_URL": "http://127.0.0.1:8070/v1.0",
+    "GRAPH_AUTH_MODE": "static_token",
+    "GRAPH_STATIC_TOKEN": SECRET_VALUE,
+}
+
+
+def _error(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(env)
+    return str(caught.value)
+
+
+def test_valid_environment_gives_typed_values() -> None:
+    """A complete environment reads into typed fields with defaults applied."""
+    settings = Settings.from_env({**VALID, "GRAPH_TIMEOUT_SECONDS": "2.5"})
+    assert settings.graph_timeout_seconds == 2.5
+    assert settings.storage_table_prefix == "graphfn"
+    assert settings.graph_mode == "simulator"
+    assert settings.graph_scope == "http://127.0.0.1:8070/.default"
+
+
+def test_missing_required_setting_is_named() -> None:
+    """A missing storage connection string fails with its name and purpose."""
+    message = _error({k: v for k, v in VALID.items() if k != "AzureWebJobsStorage"})
+    assert "AzureWebJobsStorage: required" in message
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    """Several bad settings produce one error that lists each of them with what was expected."""
+    message = _error({**VALID, "GRAPH_TIMEOUT_SECONDS": "abc", "LOG_LEVEL": "LOUD", "STORAGE_TABLE_PREFIX": "9x/"})
+    assert "GRAPH_TIMEOUT_SECONDS: expected a number from 0.5 to 120.0, got 'abc'" in message
+    assert "LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'" in message
+    assert "STORAGE_TABLE_PREFIX: expected a value matching" in message
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e309", "0x10", " ", "10" * 40_000])
+def test_hostile_numbers_are_rejected_or_defaulted(value: str) -> None:
+    """NaN, infinity, out-of-range and oversized values never become a setting."""
+    if not value.strip():
+        assert Settings.from_env({**VALID, "GRAPH_TIMEOUT_SECONDS": value}).graph_timeout_seconds == 10.0
+        return
+    assert "GRAPH_TIMEOUT_SECONDS" in _error({**VALID, "GRAPH_TIMEOUT_SECONDS": value})
+
+
+def test_secrets_never_appear_in_repr_or_errors() -> None:
+    """Neither the settings' repr nor a configuration error shows a secret value."""
+    settings = Settings.from_env(VALID)
+    assert SECRET_VALUE not in repr(settings)
+    assert repr(Secret("x")) == "Secret('**********')"
+    assert settings.storage_connection_string.reveal().endswith(SECRET_VALUE)
+    message = _error({**VALID, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0"})
+    assert SECRET_VALUE not in message
+
+
+def test_static_token_is_refused_for_real_graph() -> None:
+    """A static bearer token may only be sent to a loopback simulator, never to a real Graph endpoint."""
+    message = _error({**VALID, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0"})
+    assert "static_token: allowed only with a loopback GRAPH_BASE_URL" in message
+
+
+@pytest.mark.parametrize(
+    "url", ["http://graph.microsoft.com/v1.0", "ftp://127.0.0.1/v1.0", "not a url", "http://10.0.0.1/v1.0"]
+)
+def test_graph_url_must_be_https_unless_loopback(url: str) -> None:
+    """Plain http is refused except on loopback; non-http schemes are refused."""
+    assert "GRAPH_BASE_URL: expected" in _error({**VALID, "GRAPH_BASE_URL": url})
+
+
+def test_credential_modes_require_their_settings() -> None:
+    """client_secret and certificate modes name the settings they still need."""
+    base = {**VALID, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0"}
+    assert "needs GRAPH_TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET" in _error(
+        {**base, "GRAPH_AUTH_MODE": "client_secret"}
+    )
+    assert "needs GRAPH_TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CERTIFICATE_PATH" in _error(
+        {**base, "GRAPH_AUTH_MODE": "certificate"}
+    )
+    settings = Settings.from_env({**base, "GRAPH_AUTH_MODE": "managed_identity"})
+    assert settings.graph_mode == "real"
+    assert settings.graph_scope == "https://graph.microsoft.com/.default"
+
+
+def test_every_setting_is_in_the_sample_file_and_the_readme() -> None:
+    """local.settings.sample.json lists every setting and the README carries the generated table."""
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    missing = [spec.name for spec in Settings.specs() if spec.name not in sample]
+    assert missing == []
+    assert settings_table() in (ROOT / "README.md").read_text()
+
+
+def test_sample_settings_are_valid() -> None:
+    """The sample file's values pass validation as they are."""
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    assert Settings.from_env(sample).graph_mode == "simulator"

@@ -1,0 +1,43 @@
+"""Logs carry the invocation id and never a credential."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from shared.telemetry import CorrelationFilter, get_logger, invocation_scope, redact
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Bearer eyJhbGciOi.abcdefghijk.signature",
+        "AccountName=a;AccountKey=abc123==;EndpointSuffix=x",
+        "https://host/api/x?code=functionkey123&y=1",
+        "token eyJ0eXAiOiJKV1QiLCJhbGc.eyJhdWQiOiJodHRwczovL2dyYXBo.sig",
+        'clientState=my-subscription-secret"',
+    ],
+)
+def test_redact_hides_credentials(text: str) -> None:
+    """Bearer tokens, JWTs, account keys, function keys and clientState values are masked."""
+    cleaned = redact(text)
+    for secret in ("abcdefghijk", "abc123", "functionkey123", "eyJhdWQiOiJodHRwczovL2dyYXBo", "my-subscription"):
+        assert secret not in cleaned
+
+
+async def test_concurrent_invocations_keep_their_own_ids(caplog: pytest.LogCaptureFixture) -> None:
+    """Records from interleaved async invocations are stamped with their own invocation id."""
+    logger = get_logger("test")
+    caplog.handler.addFilter(CorrelationFilter())
+
+    async def invocation(inv: str) -> None:
+        with invocation_scope(inv, "op"):
+            await asyncio.sleep(0.01)
+            logger.warning("inside %s", inv)
+
+    with caplog.at_level(logging.WARNING):
+        await asyncio.gather(invocation("a"), invocation("b"))
+    stamped = {r.getMessage(): getattr(r, "invocation_id", None) for r in caplog.records}
+    assert stamped == {"inside a": "a", "inside b": "b"}

@@ -1,0 +1,1 @@
+"""Blueprints: thin glue from a Functions binding to a function in ``shared/``."""

@@ -1,0 +1,21 @@
+"""Health endpoint (and, later, maintenance timers)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.health import check_health
+from shared.http import json_response, run_http
+from shared.services import registry
+
+bp = func.Blueprint()
+
+
+@bp.function_name("health")
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    async def handle() -> func.HttpResponse:
+        status, body = await check_health(registry)
+        return json_response(body, status, {"Cache-Control": "no-store"})
+
+    return await run_http("health", context, handle)
