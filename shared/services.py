@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from shared.settings import Settings
+from shared.storage import Queues, Tables
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
@@ -149,3 +150,15 @@ async def _close_client(client: Any) -> None:
 
 TABLE_SERVICE: Service[TableServiceClient] = Service("table_service", _make_table_service, _close_client)
 QUEUE_SERVICE: Service[QueueServiceClient] = Service("queue_service", _make_queue_service, _close_client)
+
+
+async def _make_tables() -> Tables:
+    return Tables(await registry.get(TABLE_SERVICE), settings().storage_table_prefix)
+
+
+async def _make_queues() -> Queues:
+    return Queues(await registry.get(QUEUE_SERVICE))
+
+
+TABLES: Service[Tables] = Service("tables", _make_tables)
+QUEUES: Service[Queues] = Service("queues", _make_queues)
