@@ -1,0 +1,1 @@
+"""Integration tests of the Graph simulator, driven through the real msgraph-sdk."""

@@ -1,0 +1,1 @@
+"""Unit tests of the Graph simulator's pure parts (no server)."""
