@@ -1,0 +1,247 @@
+"""``FuncHost``: index an app, serve its HTTP routes, run its queue listeners and timers; start/stop.
+
+Usable in-process (tests run it inside the pytest loop) and from the CLI (``__main__``). A function the
+harness cannot set up (a missing setting, an unsupported binding, a bad schedule) is reported in error
+and the others keep running, as the host does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from azure.functions.queue import QueueMessage as FunctionQueueMessage
+
+from devtools.funchost.config import (
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    SHUTDOWN_TIMEOUT_SETTING,
+    ConfigError,
+    HostConfig,
+    HostKeys,
+    connection_string,
+    float_setting,
+    is_disabled,
+    resolve_expression,
+    state_dir,
+)
+from devtools.funchost.http import HttpFrontend, build_routes
+from devtools.funchost.indexing import (
+    HTTP_TRIGGER,
+    QUEUE_TRIGGER,
+    TIMER_TRIGGER,
+    FunctionInfo,
+    FunctionSource,
+    index,
+)
+from devtools.funchost.invoke import REASON_HOST_API, Invoker
+from devtools.funchost.queues import QueueListener
+from devtools.funchost.timers import ScheduleMonitor, TimerRunner, describe, parse_schedule
+
+logger = logging.getLogger("funchost")
+
+
+class FuncHost:
+    """One harness instance. ``await start()`` then use ``base_url``; ``await stop()`` at the end.
+
+    ``env`` is where settings are read (connection strings, ``%NAME%`` expressions, keys); it defaults
+    to ``os.environ``. ``host_json`` is the parsed host.json (``load_host_json(app_dir)``); None means
+    all host defaults. ``port=0`` picks a free port.
+    """
+
+    def __init__(
+        self,
+        app: FunctionSource,
+        *,
+        app_dir: Path | str = ".",
+        host_json: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.app_dir = Path(app_dir).resolve()
+        self.env: Mapping[str, str] = env if env is not None else os.environ
+        self.config = HostConfig.from_json(host_json or {})
+        self.keys = HostKeys.from_env(self.env)
+        self.host = host
+        self.port = port
+        self.shutdown_timeout = float_setting(self.env, SHUTDOWN_TIMEOUT_SETTING, DEFAULT_SHUTDOWN_TIMEOUT)
+        self.functions: dict[str, FunctionInfo] = {}
+        self.errors: dict[str, str] = {}
+        self.state = "Default"
+        self._id = uuid.uuid4().hex[:16]
+        self._started_at = time.monotonic()
+        self._app = app
+        self._invoker = Invoker(app_dir=str(self.app_dir), function_timeout=self.config.function_timeout)
+        self._queues: list[QueueListener] = []
+        self._timers: dict[str, TimerRunner] = {}
+        self._manual: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # Lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Index, open the HTTP port, start queue listeners and timers; state becomes Running."""
+        self.state = "Initialized"
+        for function in index(self._app, self.errors):
+            if is_disabled(function.name, self.env):
+                logger.info("Function '%s' is disabled by app setting", function.name)
+                continue
+            self.functions[function.name] = function
+        routes = build_routes(list(self.functions.values()), self.config.route_prefix, self.errors)
+        for name in self.errors:
+            self.functions.pop(name, None)
+        frontend = HttpFrontend(routes=routes, keys=self.keys, invoker=self._invoker, admin=self)
+        self._runner = web.AppRunner(frontend.application(), access_log=None, shutdown_timeout=self.shutdown_timeout)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            self.port = self._bound_port()
+        for function in list(self.functions.values()):
+            try:
+                if function.trigger_type == QUEUE_TRIGGER:
+                    await self._start_queue(function)
+                elif function.trigger_type == TIMER_TRIGGER:
+                    self._start_timer(function)
+            except (ConfigError, ValueError) as exc:
+                self._in_error(function, str(exc))
+            except Exception as exc:  # e.g. storage unreachable: the function is in error, the rest runs
+                self._in_error(function, f"{type(exc).__name__}: {exc}")
+        for route in routes:
+            logger.info(
+                "%s: [%s] %s/%s",
+                route.function.name,
+                ",".join(route.function.methods),
+                self.base_url,
+                "/".join(p for p in (self.config.route_prefix, route.function.route) if p),
+            )
+        self.state = "Running"
+        logger.info("Host started with %d functions (%d in error)", len(self.functions), len(self.errors))
+
+    async def stop(self) -> None:
+        """Stop polling and scheduling, let invocations in flight finish (bounded), close everything."""
+        if self.state == "Stopped":
+            return
+        self.state = "Stopping"
+        deadline = time.monotonic() + self.shutdown_timeout
+
+        def remaining() -> float:
+            return max(deadline - time.monotonic(), 0.1)
+
+        for queue in self._queues:
+            queue.request_stop()
+        for timer in self._timers.values():
+            timer.request_stop()
+        await asyncio.gather(
+            *(q.stop(remaining()) for q in self._queues), *(t.stop(remaining()) for t in self._timers.values())
+        )
+        if self._runner is not None:
+            await self._runner.cleanup()
+        left = await self._invoker.drain(remaining())
+        if left:
+            logger.warning("%d invocations did not finish within the shutdown timeout and were cancelled", left)
+        self._invoker.close()
+        self.state = "Stopped"
+
+    async def __aenter__(self) -> FuncHost:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _bound_port(self) -> int:
+        assert self._runner is not None
+        for address in self._runner.addresses:
+            if isinstance(address, tuple):
+                return int(address[1])
+        raise RuntimeError("the HTTP site has no bound port")
+
+    def _in_error(self, function: FunctionInfo, message: str) -> None:
+        logger.error("The '%s' function is in error: %s", function.name, message)
+        self.errors[function.name] = message
+        self.functions.pop(function.name, None)
+
+    async def _start_queue(self, function: FunctionInfo) -> None:
+        queue_name = resolve_expression(function.queue_name, self.env).lower()
+        listener = QueueListener(
+            function,
+            queue_name=queue_name,
+            connection_string=connection_string(function.connection, self.env),
+            options=self.config.queues,
+            invoker=self._invoker,
+        )
+        await listener.start()
+        self._queues.append(listener)
+
+    def _start_timer(self, function: FunctionInfo) -> None:
+        schedule = parse_schedule(resolve_expression(function.schedule, self.env))
+        directory = state_dir(self.env)
+        runner = TimerRunner(
+            function,
+            schedule=schedule,
+            invoker=self._invoker,
+            monitor=ScheduleMonitor(directory) if directory else None,
+        )
+        runner.start()
+        self._timers[function.name] = runner
+
+    # Admin API (used by the HTTP front end) ----------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self._id,
+            "state": self.state,
+            "version": "funchost",
+            "processUptime": int((time.monotonic() - self._started_at) * 1000),
+        }
+        if self.errors:
+            body["errors"] = [f"{name}: {message}" for name, message in sorted(self.errors.items())]
+        return body
+
+    def function_list(self) -> list[dict[str, Any]]:
+        listing = []
+        for function in self.functions.values():
+            item: dict[str, Any] = {"name": function.name, "trigger": function.trigger_type}
+            if function.trigger_type == HTTP_TRIGGER:
+                item.update(route=function.route, methods=list(function.methods), authLevel=function.auth_level)
+            elif function.trigger_type == TIMER_TRIGGER and function.name in self._timers:
+                item.update(describe(function, self._timers[function.name].schedule))
+            elif function.trigger_type == QUEUE_TRIGGER:
+                item.update(queueName=function.queue_name)
+            listing.append(item)
+        return listing
+
+    def run_non_http(self, name: str, data: str) -> None:
+        """Start a timer or queue function as the host's admin API does (the HTTP call returns 202)."""
+        function = self.functions[name]
+        if function.trigger_type == HTTP_TRIGGER:
+            raise ValueError(f"{name} is HTTP-triggered: call its route")
+        if function.trigger_type == TIMER_TRIGGER:
+            self._timers[name].fire()
+            return
+        message = FunctionQueueMessage(
+            id=str(uuid.uuid4()),
+            body=data.encode("utf-8"),
+            dequeue_count=1,
+            insertion_time=datetime.now(UTC),
+        )
+        task = asyncio.create_task(self._invoke_quietly(function, message))
+        self._manual.add(task)
+        task.add_done_callback(self._manual.discard)
+
+    async def _invoke_quietly(self, function: FunctionInfo, value: Any) -> None:
+        try:
+            await self._invoker.invoke(function, value, reason=REASON_HOST_API)
+        except Exception:  # logged by the invoker; nobody waits for the result
+            return

@@ -1,0 +1,221 @@
+"""The HTTP front end: function routes with the host's auth levels, plus the admin endpoints.
+
+It turns an aiohttp request into a real ``azure.functions.HttpRequest`` and the function's
+``HttpResponse`` back into a response. A failing function gives a bare 500, as the host does: the
+details go to the log, never to the caller.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import azure.functions as func
+from aiohttp import web
+
+from devtools.funchost.config import HostKeys
+from devtools.funchost.indexing import FunctionInfo
+from devtools.funchost.invoke import REASON_HOST_API, Invoker
+from devtools.funchost.routes import RouteTemplate, RouteTemplateError
+
+logger = logging.getLogger("funchost")
+
+MAX_REQUEST_BODY = 100 * 1024 * 1024  # the host's default request body limit (100 MB)
+KEY_HEADER = "x-functions-key"
+KEY_QUERY = "code"
+_TEXTUAL = ("text/", "application/json", "application/xml", "application/javascript")
+
+
+class AdminApi(Protocol):
+    """What the admin endpoints need from the host."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def function_list(self) -> list[dict[str, Any]]: ...
+
+    def run_non_http(self, name: str, data: str) -> None:
+        """Start the named function with ``data`` as trigger input; KeyError if none, ValueError if HTTP."""
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    function: FunctionInfo
+    template: RouteTemplate
+
+
+def build_routes(
+    functions: list[FunctionInfo], route_prefix: str, errors: dict[str, str] | None = None
+) -> list[HttpRoute]:
+    """The HTTP functions' routes, most specific first; a bad template is recorded in ``errors``."""
+    routes = []
+    for function in functions:
+        if function.trigger_type != "httpTrigger":
+            continue
+        try:
+            routes.append(HttpRoute(function, RouteTemplate.compile(function.route, route_prefix)))
+        except RouteTemplateError as exc:
+            logger.error("The '%s' function is in error: %s", function.name, exc)
+            if errors is not None:
+                errors[function.name] = str(exc)
+    return sorted(routes, key=lambda r: r.template.precedence)
+
+
+def _key_of(request: web.Request) -> str:
+    return request.headers.get(KEY_HEADER) or request.query.get(KEY_QUERY) or ""
+
+
+def _matches(candidate: str, key: str) -> bool:
+    return bool(candidate) and hmac.compare_digest(candidate.encode(), key.encode())
+
+
+def authorized(level: str, request: web.Request, keys: HostKeys) -> bool:
+    """anonymous: anyone; function: the function key or the master key; admin: the master key only."""
+    if level == "anonymous":
+        return True
+    given = _key_of(request)
+    if _matches(given, keys.master_key):
+        return True
+    return level == "function" and _matches(given, keys.function_key)
+
+
+def _is_loopback(request: web.Request) -> bool:
+    try:
+        return request.remote is not None and ipaddress.ip_address(request.remote).is_loopback
+    except ValueError:
+        return False
+
+
+def _content_type(mimetype: str, charset: str) -> str:
+    if mimetype.startswith(_TEXTUAL) or mimetype.endswith(("+json", "+xml")):
+        return f"{mimetype}; charset={charset}"
+    return mimetype
+
+
+def to_web_response(result: object) -> web.Response:
+    """The function's return value as the host would send it (HttpResponse, str or bytes, or None)."""
+    if result is None:
+        return web.Response(status=204)
+    if isinstance(result, str):
+        return web.Response(status=200, body=result.encode(), headers={"Content-Type": "text/plain; charset=utf-8"})
+    if isinstance(result, bytes | bytearray):
+        return web.Response(status=200, body=bytes(result), headers={"Content-Type": "application/octet-stream"})
+    if isinstance(result, func.HttpResponse):
+        response = web.Response(status=result.status_code, body=result.get_body())
+        has_type = False
+        for name, value in result.headers.items():
+            response.headers.add(name, value)
+            has_type = has_type or name.lower() == "content-type"
+        if not has_type:
+            response.headers["Content-Type"] = _content_type(result.mimetype, result.charset)
+        return response
+    raise TypeError(f"an HTTP function returned {type(result).__name__}; expected func.HttpResponse, str or bytes")
+
+
+def _error(status: int) -> web.Response:
+    """An error with no body details (the host tells callers nothing about why)."""
+    return web.Response(status=status)
+
+
+class HttpFrontend:
+    """The aiohttp application serving the function routes and ``/admin``."""
+
+    def __init__(self, *, routes: list[HttpRoute], keys: HostKeys, invoker: Invoker, admin: AdminApi) -> None:
+        self._routes = routes
+        self._keys = keys
+        self._invoker = invoker
+        self._admin = admin
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BODY)
+        app.router.add_get("/admin/host/status", self._host_status)
+        app.router.add_get("/admin/functions", self._list_functions)
+        app.router.add_post("/admin/functions/{name}", self._run_function)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    # Admin -------------------------------------------------------------------------------------
+    async def _host_status(self, request: web.Request) -> web.Response:
+        """Open to loopback callers (like a local ``func start``), else the master key is required."""
+        if not (_is_loopback(request) or authorized("admin", request, self._keys)):
+            return _error(401)
+        return web.json_response(self._admin.status())
+
+    async def _list_functions(self, request: web.Request) -> web.Response:
+        if not authorized("admin", request, self._keys):
+            return _error(401)
+        return web.json_response(self._admin.function_list())
+
+    async def _run_function(self, request: web.Request) -> web.Response:
+        """The host's "run a non HTTP-triggered function" API: master key, ``{"input": ...}``, 202."""
+        if not authorized("admin", request, self._keys):
+            return _error(401)
+        try:
+            payload = json.loads(await request.read() or b"{}")
+        except json.JSONDecodeError:
+            return _error(400)
+        raw_input = payload.get("input", "") if isinstance(payload, dict) else None
+        if raw_input is None or isinstance(raw_input, dict | list):
+            return _error(400)
+        data = raw_input if isinstance(raw_input, str) else json.dumps(raw_input)
+        try:
+            self._admin.run_non_http(request.match_info["name"], data)
+        except KeyError:
+            return _error(404)
+        except ValueError:
+            return _error(400)
+        return web.Response(status=202)
+
+    # Functions ---------------------------------------------------------------------------------
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path.lower().startswith("/admin/"):
+            return _error(404)
+        path_matched = False
+        for route in self._routes:
+            params = route.template.match(path)
+            if params is None:
+                continue
+            path_matched = True
+            if request.method.upper() not in route.function.methods:
+                continue
+            if not authorized(route.function.auth_level, request, self._keys):
+                return _error(401)
+            return await self._invoke(route.function, request, params)
+        return _error(405 if path_matched else 404)
+
+    async def _invoke(self, function: FunctionInfo, request: web.Request, params: Mapping[str, str]) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413)
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        query: dict[str, str] = {}
+        for name, value in request.query.items():
+            query.setdefault(name, value)
+        http_request = func.HttpRequest(
+            method=request.method,
+            url=str(request.url),
+            headers=headers,
+            params=query,
+            route_params=dict(params),
+            body=body,
+        )
+        try:
+            result = await self._invoker.invoke(
+                function, http_request, reason=REASON_HOST_API, trace_parent=request.headers.get("traceparent")
+            )
+        except Exception:  # already logged by the invoker; the caller gets no details
+            return _error(500)
+        try:
+            return to_web_response(result)
+        except TypeError:
+            logger.exception("Function '%s' returned a value the HTTP binding cannot send", function.name)
+            return _error(500)

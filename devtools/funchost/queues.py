@@ -1,0 +1,243 @@
+"""A Storage queue listener that follows the host's queue trigger rules (``extensions.queues``).
+
+- polls with back-off on empty reads, from 100 ms up to ``maxPollingInterval``;
+- fetches ``batchSize`` messages and fetches again once at most ``newBatchThreshold`` are in flight, so
+  at most ``batchSize + newBatchThreshold`` run at once;
+- deletes a message when its invocation succeeds; on failure makes it visible again after
+  ``visibilityTimeout``, or, once it has been dequeued ``maxDequeueCount`` times, copies it unchanged to
+  ``<queue>-poison`` (created if missing) and deletes it;
+- decodes the body per ``messageEncoding`` (``base64`` or ``none``); an undecodable body is a failure;
+- creates the trigger queue if it does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.functions.queue import QueueMessage as FunctionQueueMessage
+from azure.storage.queue import QueueMessage
+from azure.storage.queue.aio import QueueClient
+
+from devtools.funchost.config import MIN_POLLING_INTERVAL, QueueOptions
+from devtools.funchost.indexing import FunctionInfo
+from devtools.funchost.invoke import Invoker
+
+logger = logging.getLogger("funchost")
+
+# How long a fetched message stays invisible while its invocation runs (the host's default, 10 min).
+RECEIVE_VISIBILITY_TIMEOUT = 600
+POISON_SUFFIX = "-poison"
+
+
+class MessageDecodeError(ValueError):
+    """The message text is not valid for the configured ``messageEncoding``."""
+
+
+def decode_body(content: object, encoding: str) -> bytes:
+    """The message body the function sees: base64-decoded text, or the raw text as UTF-8."""
+    if isinstance(content, bytes):
+        raw = content
+    elif isinstance(content, str):
+        raw = content.encode("utf-8")
+    elif content is None:
+        raw = b""
+    else:
+        raise MessageDecodeError(f"unexpected message content type {type(content).__name__}")
+    if encoding == "none":
+        return raw
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MessageDecodeError("message is not valid base64; check extensions.queues.messageEncoding") from exc
+
+
+def to_function_message(message: QueueMessage, body: bytes) -> FunctionQueueMessage:
+    """The ``azure.functions`` message the worker would pass, with the Storage metadata."""
+    return FunctionQueueMessage(
+        id=message.id,
+        body=body,
+        dequeue_count=message.dequeue_count,
+        expiration_time=message.expires_on,
+        insertion_time=message.inserted_on,
+        time_next_visible=message.next_visible_on,
+        pop_receipt=message.pop_receipt,
+    )
+
+
+async def create_if_missing(client: QueueClient) -> None:
+    with contextlib.suppress(ResourceExistsError):
+        await client.create_queue()
+
+
+class QueueListener:
+    """Polls one queue for one function until ``stop``."""
+
+    def __init__(
+        self,
+        function: FunctionInfo,
+        *,
+        queue_name: str,
+        connection_string: str,
+        options: QueueOptions,
+        invoker: Invoker,
+    ) -> None:
+        self.function = function
+        self.queue_name = queue_name
+        self._options = options
+        self._invoker = invoker
+        # Short SDK retries: the poll loop retries anyway, and shutdown should not wait out a long back-off.
+        # (The client builds its async ExponentialRetry from these keywords: ~1 s, 3 s, 5 s.)
+        retry: dict[str, Any] = {"initial_backoff": 1, "increment_base": 2, "retry_total": 3, "random_jitter_range": 0}
+        self._client = QueueClient.from_connection_string(connection_string, queue_name, **retry)
+        self._poison = QueueClient.from_connection_string(connection_string, queue_name + POISON_SUFFIX, **retry)
+        self._stopping = asyncio.Event()
+        self._room = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._poller: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        """Start polling in the background; storage being down does not block the host from starting."""
+        self._poller = asyncio.create_task(self._poll(), name=f"funchost-queue-{self.queue_name}")
+
+    async def _ensure_queue(self) -> None:
+        """Create the trigger queue if missing (as the host does), retrying until storage answers."""
+        delay = MIN_POLLING_INTERVAL
+        while not self._stopping.is_set():
+            try:
+                await create_if_missing(self._client)
+                return
+            except AzureError as exc:
+                logger.warning("Queue '%s': cannot reach storage (%s); retrying", self.queue_name, exc)
+                await self._sleep(delay)
+                delay = min(delay * 2, self._options.max_polling_interval)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop fetching, give the messages in flight ``timeout`` seconds to finish, close the clients.
+
+        A message whose invocation is cut off is neither deleted nor released: it reappears once its
+        fetch visibility lapses, as after a host crash.
+        """
+        self.request_stop()
+        if self._poller is not None:
+            # A receive in progress is short; a storage call stuck in retries is cut off.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._poller, timeout=min(timeout, 2.0))
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        await self._client.close()
+        await self._poison.close()
+
+    def request_stop(self) -> None:
+        """Stop fetching new messages now (``stop`` then waits for the ones in flight)."""
+        self._stopping.set()
+        self._room.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def _poll(self) -> None:
+        """Poll until stopped; an unexpected error is logged and polling resumes after a pause."""
+        while not self._stopping.is_set():
+            try:
+                await self._poll_once_started()
+            except Exception:
+                logger.exception("Queue '%s': listener error; restarting in 1 s", self.queue_name)
+                await self._sleep(1.0)
+
+    async def _poll_once_started(self) -> None:
+        await self._ensure_queue()
+        delay = MIN_POLLING_INTERVAL
+        options = self._options
+        while not self._stopping.is_set():
+            while len(self._tasks) > options.new_batch_threshold and not self._stopping.is_set():
+                self._room.clear()
+                await self._room.wait()
+            if self._stopping.is_set():
+                break
+            try:
+                messages = [
+                    m
+                    async for m in self._client.receive_messages(
+                        messages_per_page=options.batch_size,
+                        max_messages=options.batch_size,
+                        visibility_timeout=RECEIVE_VISIBILITY_TIMEOUT,
+                    )
+                ]
+            except AzureError as exc:
+                logger.warning("Queue '%s': receive failed (%s); retrying", self.queue_name, exc)
+                messages = []
+                delay = max(delay, 1.0)
+            if messages:
+                delay = MIN_POLLING_INTERVAL
+                for message in messages:
+                    task = asyncio.create_task(self._process(message))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+                continue
+            await self._sleep(delay)
+            delay = min(delay * 2, options.max_polling_interval)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if len(self._tasks) <= self._options.new_batch_threshold:
+            self._room.set()
+
+    async def _process(self, message: QueueMessage) -> None:
+        dequeue_count = message.dequeue_count or 1
+        if dequeue_count > self._options.max_dequeue_count:
+            # Fetched more often than allowed without a recorded failure (e.g. a crash mid-invocation).
+            try:
+                await self._to_poison(message)
+            except AzureError as exc:
+                logger.warning("Queue '%s': could not move message %s to poison: %s", self.queue_name, message.id, exc)
+            return
+        succeeded = False
+        try:
+            body = decode_body(message.content, self._options.message_encoding)
+        except MessageDecodeError as exc:
+            logger.error("Queue '%s': message %s: %s", self.queue_name, message.id, exc)
+        else:
+            reason = f"New queue message detected on '{self.queue_name}'."
+            try:
+                await self._invoker.invoke(self.function, to_function_message(message, body), reason=reason)
+                succeeded = True
+            except Exception:  # logged by the invoker; the message decides what happens next
+                succeeded = False
+        try:
+            if succeeded:
+                await self._client.delete_message(message.id, message.pop_receipt)
+            elif dequeue_count >= self._options.max_dequeue_count:
+                await self._to_poison(message)
+            else:
+                await self._client.update_message(
+                    message.id, message.pop_receipt, visibility_timeout=int(-(-self._options.visibility_timeout // 1))
+                )
+        except AzureError as exc:
+            logger.warning("Queue '%s': could not settle message %s: %s", self.queue_name, message.id, exc)
+
+    async def _to_poison(self, message: QueueMessage) -> None:
+        """Copy the message text unchanged (same encoding) to the poison queue, then delete it."""
+        poison_name = self.queue_name + POISON_SUFFIX
+        logger.warning(
+            "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
+            self._options.max_dequeue_count,
+            poison_name,
+        )
+        await create_if_missing(self._poison)
+        await self._poison.send_message(message.content)
+        await self._client.delete_message(message.id, message.pop_receipt)
