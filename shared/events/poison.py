@@ -1,0 +1,136 @@
+"""Poison queues: write what cannot be processed, list it, and replay it once the cause is fixed.
+
+Two writers share ``<queue>-poison``. The Functions host moves a message there as-is after
+``maxDequeueCount`` failed attempts; our processors write malformed messages (and single bad items)
+themselves, wrapped with a reason: ``{"poisoned": {"reason", "queue", "at"}, "message": "<original>"}``
+(or the original alone when the wrapper would exceed a queue message; the reason is then only logged).
+Replay sends the original text back to its queue and deletes the poison copy only after that send
+succeeded, so a crash mid-replay duplicates at worst (the dedupe markers absorb duplicates).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import TransientError
+from shared.events.notifications import encode_envelope
+from shared.storage import Queues
+from shared.telemetry import get_logger
+
+log = get_logger("events.poison")
+
+MAX_REASON_CHARS = 500
+PEEK_LIMIT = 32  # the Queue service returns at most 32 messages per peek/receive
+MAX_MESSAGE_TEXT_BYTES = 48 * 1024  # 64 KiB once base64-encoded
+
+
+def poison_queue_name(queue: str) -> str:
+    """The host's naming rule for a queue's poison queue."""
+    return f"{queue}-poison"
+
+
+@dataclass(frozen=True)
+class PoisonMessage:
+    """A message in a poison queue: the original text, and our reason when we wrote it."""
+
+    id: str
+    inserted_on: datetime | None
+    original: str
+    reason: str | None
+
+
+def wrap(original: str, queue: str, reason: str) -> str:
+    """The poison-queue text for ``original``: its reason travels with it."""
+    poisoned = {"reason": reason[:MAX_REASON_CHARS], "queue": queue, "at": datetime.now(UTC).isoformat()}
+    return json.dumps({"poisoned": poisoned, "message": original}, separators=(",", ":"), ensure_ascii=False)
+
+
+def unwrap(text: str) -> tuple[str, str | None]:
+    """(original text, reason) of a poison message, whichever writer put it there."""
+    try:
+        document: Any = json.loads(text)
+    except ValueError:
+        return text, None
+    if isinstance(document, dict) and isinstance(document.get("poisoned"), dict):
+        original, reason = document.get("message"), document["poisoned"].get("reason")
+        if isinstance(original, str):
+            return original, reason if isinstance(reason, str) else None
+    return text, None
+
+
+async def write_poison(queues: Queues, queue: str, original: str, reason: str) -> None:
+    """Park ``original`` (from ``queue``) in its poison queue; ``TransientError`` if that failed."""
+    from azure.core.exceptions import AzureError
+
+    text = wrap(original, queue, reason)
+    if len(text.encode("utf-8")) > MAX_MESSAGE_TEXT_BYTES:
+        text = original  # the wrapper would not fit one message: keep the original, the reason is logged
+    try:
+        await (await queues.get(poison_queue_name(queue))).send_message(text)
+    except AzureError as error:
+        raise TransientError(
+            f"could not write to {poison_queue_name(queue)}: {type(error).__name__}", service="storage"
+        ) from error
+    log.warning("poisoned a message from %s: %s", queue, reason[:MAX_REASON_CHARS])
+
+
+async def poison_item(queues: Queues, queue: str, received_at: datetime, raw: Any, reason: str) -> bool:
+    """Park one bad item as a one-item envelope (a replay after a fix processes it like any message).
+    False if the poison queue could not be written: the caller must then retry, never drop."""
+    alone = encode_envelope(received_at, [json.dumps(raw, separators=(",", ":"))])
+    try:
+        await write_poison(queues, queue, alone, reason)
+    except TransientError:
+        return False
+    return True
+
+
+async def peek_poison(queues: Queues, queue: str, limit: int = PEEK_LIMIT) -> list[PoisonMessage]:
+    """Up to ``limit`` (≤ 32) messages of ``queue``'s poison queue, without hiding or removing them."""
+    poison = await queues.get(poison_queue_name(queue))
+    messages = await poison.peek_messages(max_messages=max(1, min(limit, PEEK_LIMIT)))
+    return [_describe(m.id, m.inserted_on, m.content) for m in messages]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    replayed: int
+    failed: int
+
+
+async def replay_poison(queues: Queues, queue: str, *, limit: int = 1000, visibility_timeout: int = 60) -> ReplayResult:
+    """Move up to ``limit`` poison messages back to ``queue`` (send first, then delete)."""
+    from azure.core.exceptions import AzureError
+
+    poison = await queues.get(poison_queue_name(queue))
+    target = await queues.get(queue)
+    replayed = failed = 0
+    while replayed + failed < limit:
+        wanted = min(PEEK_LIMIT, limit - replayed - failed)
+        batch = [
+            m
+            async for m in poison.receive_messages(
+                messages_per_page=wanted, max_messages=wanted, visibility_timeout=visibility_timeout
+            )
+        ]
+        if not batch:
+            break
+        for message in batch:
+            original, _ = unwrap(message.content)
+            try:
+                await target.send_message(original)
+                await poison.delete_message(message)
+            except AzureError as error:
+                failed += 1  # stays in (or reappears in) the poison queue after the visibility timeout
+                log.warning("could not replay poison message %s: %s", message.id, type(error).__name__)
+                continue
+            replayed += 1
+    return ReplayResult(replayed, failed)
+
+
+def _describe(message_id: str, inserted_on: datetime | None, content: str) -> PoisonMessage:
+    original, reason = unwrap(content)
+    return PoisonMessage(message_id, inserted_on, original, reason)

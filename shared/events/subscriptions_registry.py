@@ -1,0 +1,181 @@
+"""The Table-backed registry of our Graph subscriptions, and the webhook's cached clientState lookup.
+
+The table is the source of truth (every scaled-out instance sees the same subscriptions); the webhook
+only keeps a short-lived in-process copy of each lookup, hits and misses alike, so a hot webhook costs a
+dict lookup instead of a table read per POST. Writes through this registry refresh the local copy at
+once; other instances see them when their copy expires (``RegistryConfig.cache_seconds``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+
+from shared.errors import TransientError
+from shared.settings import Secret
+from shared.storage import Tables, safe_key
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
+
+SubscriptionStatus = Literal["pending", "active", "reauthorization_required", "removed", "expired", "failed"]
+_STATUSES: tuple[str, ...] = get_args(SubscriptionStatus)
+_PARTITION = "subscription"  # a few hundred rows at most: one partition lists them in one query
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """Where the registry lives and how long the webhook trusts its in-process copy."""
+
+    table: str = "subscriptions"
+    cache_seconds: float = 30.0  # how stale another instance's view of a change may be
+    miss_cache_seconds: float = 5.0  # short: a subscription created a moment ago must become known fast
+    max_cached: int = 10_000  # bounds memory when someone posts random subscription ids
+    lookup_concurrency: int = 16  # table reads in flight for one POST's cache misses
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    """One Graph subscription we own. ``client_state`` is a ``Secret``: never in repr or logs."""
+
+    id: str
+    resource: str
+    change_types: tuple[str, ...]
+    notification_url: str
+    client_state: Secret = field(compare=False)
+    expiration: datetime
+    created_at: datetime
+    lifecycle_url: str | None = None
+    renewed_at: datetime | None = None
+    status: SubscriptionStatus = "active"
+    last_error: str | None = None
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": _PARTITION,
+            "RowKey": safe_key(self.id),
+            "SubscriptionId": self.id,
+            "Resource": self.resource,
+            "ChangeTypes": ",".join(self.change_types),
+            "NotificationUrl": self.notification_url,
+            "LifecycleUrl": self.lifecycle_url,
+            "ClientState": self.client_state.reveal(),
+            "Expiration": self.expiration,
+            "CreatedAt": self.created_at,
+            "RenewedAt": self.renewed_at,
+            "Status": self.status,
+            "LastError": self.last_error,
+        }
+
+    @classmethod
+    def from_entity(cls, entity: dict[str, Any]) -> SubscriptionRecord:
+        status = entity.get("Status")
+        return cls(
+            id=entity["SubscriptionId"],
+            resource=entity["Resource"],
+            change_types=tuple(t for t in entity["ChangeTypes"].split(",") if t),
+            notification_url=entity["NotificationUrl"],
+            client_state=Secret(entity["ClientState"]),
+            expiration=entity["Expiration"],
+            created_at=entity["CreatedAt"],
+            lifecycle_url=entity.get("LifecycleUrl"),
+            renewed_at=entity.get("RenewedAt"),
+            status=cast(SubscriptionStatus, status) if status in _STATUSES else "failed",
+            last_error=entity.get("LastError"),
+        )
+
+
+class SubscriptionRegistry:
+    """get/upsert/delete/list subscription records, plus ``client_state`` for the webhook (cached)."""
+
+    def __init__(
+        self, tables: Tables, config: RegistryConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._tables = tables
+        self._config = config or RegistryConfig()
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Secret | None]] = {}
+
+    async def _table(self) -> TableClient:
+        return await self._tables.get(self._config.table)
+
+    async def get(self, subscription_id: str) -> SubscriptionRecord | None:
+        """The record straight from the table (no cache): for management and renewal."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            entity = await (await self._table()).get_entity(_PARTITION, safe_key(subscription_id))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as error:
+            raise _storage_error("read a subscription", error) from error
+        return SubscriptionRecord.from_entity(dict(entity))
+
+    async def upsert(self, record: SubscriptionRecord) -> None:
+        from azure.core.exceptions import AzureError
+        from azure.data.tables import UpdateMode
+
+        try:
+            await (await self._table()).upsert_entity(record.to_entity(), mode=UpdateMode.REPLACE)
+        except AzureError as error:
+            raise _storage_error("write a subscription", error) from error
+        self._remember(record.id, record.client_state)
+
+    async def delete(self, subscription_id: str) -> None:
+        from azure.core.exceptions import AzureError
+
+        try:
+            await (await self._table()).delete_entity(_PARTITION, safe_key(subscription_id))
+        except AzureError as error:
+            raise _storage_error("delete a subscription", error) from error
+        self._remember(subscription_id, None)
+
+    async def list_all(self) -> list[SubscriptionRecord]:
+        from azure.core.exceptions import AzureError
+
+        table = await self._table()
+        try:
+            entities = [e async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": _PARTITION})]
+        except AzureError as error:
+            raise _storage_error("list subscriptions", error) from error
+        return [SubscriptionRecord.from_entity(dict(e)) for e in entities]
+
+    async def client_state(self, subscription_id: str) -> Secret | None:
+        """The subscription's secret, or None if we do not own it; served from the cache when fresh."""
+        cached = self._cache.get(subscription_id)
+        if cached is not None and cached[0] > self._clock():
+            return cached[1]
+        record = await self.get(subscription_id)
+        secret = record.client_state if record is not None else None
+        self._remember(subscription_id, secret)
+        return secret
+
+    async def client_states(self, subscription_ids: set[str]) -> dict[str, Secret | None]:
+        """Secrets for all ids of one POST; cache misses are read concurrently (bounded: random ids in a
+        hostile POST must not open a thousand table reads at once)."""
+        ids = sorted(subscription_ids)
+        gate = asyncio.Semaphore(self._config.lookup_concurrency)
+
+        async def one(subscription_id: str) -> Secret | None:
+            async with gate:
+                return await self.client_state(subscription_id)
+
+        secrets = await asyncio.gather(*(one(i) for i in ids))
+        return dict(zip(ids, secrets, strict=True))
+
+    def _remember(self, subscription_id: str, secret: Secret | None) -> None:
+        now = self._clock()
+        if len(self._cache) >= self._config.max_cached:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= self._config.max_cached:
+                self._cache.clear()
+        ttl = self._config.cache_seconds if secret is not None else self._config.miss_cache_seconds
+        self._cache[subscription_id] = (now + ttl, secret)
+
+
+def _storage_error(action: str, error: Exception) -> TransientError:
+    return TransientError(f"could not {action}: {type(error).__name__}", service="storage")

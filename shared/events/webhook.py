@@ -1,0 +1,208 @@
+"""The webhook's logic: validate a Graph POST, check each item's clientState, persist, then ack.
+
+Graph wants a 2xx within ~3 s and retries a 5xx for hours, so the rule is *persist first*: every
+accepted item is in a Storage queue before ``accept`` returns, and if any send fails ``accept`` raises
+``TransientError`` (→ 503) and Graph redelivers the whole POST; the copies that did land are absorbed by
+the processor's dedupe. Items are packed into as few queue messages as fit (64 KiB after base64), sent
+concurrently: one send per ~48 KiB instead of one per item. Change items go to ``graph-notifications``,
+lifecycle items to ``graph-lifecycle``, whichever endpoint they arrived on.
+
+This path imports no msgraph and calls no Graph: a hot webhook costs a cached dict lookup per
+subscription and one queue send per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from shared.errors import InvalidInputError, TransientError
+from shared.events.notifications import (
+    DEFAULT_LIMITS,
+    LifecycleNotification,
+    Notification,
+    NotificationLimits,
+    encode_envelope,
+    parse_body,
+    parse_item,
+)
+from shared.settings import Secret
+from shared.storage import Queues
+from shared.telemetry import get_logger
+
+log = get_logger("events.webhook")
+
+DropReason = Literal["invalid", "unknown_subscription", "client_state_mismatch"]
+_TOKEN_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Tunables of the webhook path; defaults follow Graph's and Storage's documented limits."""
+
+    notifications_queue: str = "graph-notifications"
+    lifecycle_queue: str = "graph-lifecycle"
+    max_message_bytes: int = 64 * 1024  # a queue message, measured after base64 (host.json encoding)
+    max_validation_token_chars: int = 1024
+    persist_timeout_seconds: float = 2.0  # leaves room inside Graph's ~3 s acknowledgement budget
+    limits: NotificationLimits = field(default=DEFAULT_LIMITS)
+
+    @property
+    def max_message_text_bytes(self) -> int:
+        """UTF-8 bytes that encode to at most ``max_message_bytes`` of base64 (4 chars per 3 bytes)."""
+        return self.max_message_bytes // 4 * 3
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    """What one POST came to: for the 202 body and the log line."""
+
+    accepted: int
+    lifecycle: int
+    messages: int
+    dropped: Mapping[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "lifecycle": self.lifecycle,
+            "messages": self.messages,
+            "dropped": dict(self.dropped),
+        }
+
+
+class ClientStateSource(Protocol):
+    """Where the webhook learns each subscription's secret (``SubscriptionRegistry`` in the app)."""
+
+    async def client_states(self, subscription_ids: set[str]) -> Mapping[str, Secret | None]: ...
+
+
+def validation_token(token: str, config: WebhookConfig | None = None) -> str:
+    """The handshake token to echo back as ``text/plain`` (the trigger passes the decoded query value).
+
+    Bounded and free of control characters, so the echo can never become a header-splitting or
+    oversized response; it is echoed as plain text, never interpreted.
+    """
+    limit = (config or WebhookConfig()).max_validation_token_chars
+    if not token or len(token) > limit or _TOKEN_FORBIDDEN.search(token):
+        raise InvalidInputError(f"validationToken must be 1 to {limit} printable characters")
+    return token
+
+
+def client_state_matches(received: str | None, expected: Secret | None) -> bool:
+    """Constant-time comparison, so response timing reveals nothing about the secret."""
+    if received is None or expected is None or not expected.reveal():
+        return False
+    return hmac.compare_digest(received.encode("utf-8", "surrogatepass"), expected.reveal().encode("utf-8"))
+
+
+def pack(item_json: list[str], received_at: datetime, max_text_bytes: int) -> list[str]:
+    """Greedily fill messages with whole items, in order; each message's UTF-8 stays ≤ ``max_text_bytes``."""
+    base = len(encode_envelope(received_at, []).encode("utf-8"))
+    messages: list[str] = []
+    current: list[str] = []
+    size = base
+    for text in item_json:
+        item_size = len(text.encode("utf-8"))
+        if base + item_size > max_text_bytes:
+            raise ValueError(f"an item of {item_size} bytes cannot fit in a queue message")
+        extra = item_size + (1 if current else 0)  # the comma between items
+        if size + extra > max_text_bytes:
+            messages.append(encode_envelope(received_at, current))
+            current, size, extra = [], base, item_size
+        current.append(text)
+        size += extra
+    if current:
+        messages.append(encode_envelope(received_at, current))
+    return messages
+
+
+class NotificationWebhook:
+    """``accept(body)`` for both webhook endpoints; one instance per process."""
+
+    def __init__(
+        self,
+        registry: ClientStateSource,
+        queues: Queues,
+        config: WebhookConfig | None = None,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._registry = registry
+        self._queues = queues
+        self.config = config or WebhookConfig()
+        self._now = now
+        longest_time = datetime(2000, 1, 1, microsecond=1, tzinfo=UTC)  # isoformat drops zero microseconds
+        envelope = len(encode_envelope(longest_time, []).encode("utf-8"))
+        self._max_item_bytes = self.config.max_message_text_bytes - envelope
+
+    async def accept(self, body: bytes) -> AcceptResult:
+        """Validate, authenticate per item, persist. ``InvalidInputError`` for a bad body (nothing kept),
+        ``TransientError`` if storage failed (nothing may be claimed as accepted)."""
+        received_at = self._now()
+        raw_items = parse_body(body, self.config.limits)
+        dropped: Counter[str] = Counter()
+        parsed: list[Notification] = []
+        for raw in raw_items:
+            try:
+                parsed.append(parse_item(raw, self.config.limits))
+            except InvalidInputError as error:
+                dropped["invalid"] += 1
+                log.info("dropped an invalid notification: %s", error.message)
+        secrets = await self._registry.client_states({n.subscription_id for n in parsed})
+        changes: list[str] = []
+        lifecycle: list[str] = []
+        refused: set[str] = set()
+        for item in parsed:
+            expected = secrets.get(item.subscription_id)
+            if expected is None or not client_state_matches(item.client_state, expected):
+                dropped["unknown_subscription" if expected is None else "client_state_mismatch"] += 1
+                refused.add(item.subscription_id)
+                continue
+            text = json.dumps(item.to_wire(), ensure_ascii=False, separators=(",", ":"))
+            if len(text.encode("utf-8")) > self._max_item_bytes:
+                dropped["invalid"] += 1
+                log.info("dropped a notification of subscription %s: too large", item.subscription_id)
+                continue
+            (lifecycle if isinstance(item, LifecycleNotification) else changes).append(text)
+        if refused:
+            shown = ", ".join(sorted(refused)[:5])
+            log.warning("refused notifications %s for subscriptions %s", dict(dropped), shown)
+        messages = await self._persist(received_at, changes, lifecycle)
+        return AcceptResult(len(changes) + len(lifecycle), len(lifecycle), messages, dict(dropped))
+
+    async def _persist(self, received_at: datetime, changes: list[str], lifecycle: list[str]) -> int:
+        limit = self.config.max_message_text_bytes
+        sends = [(self.config.notifications_queue, m) for m in pack(changes, received_at, limit)]
+        sends += [(self.config.lifecycle_queue, m) for m in pack(lifecycle, received_at, limit)]
+        if not sends:
+            return 0
+        from azure.core.exceptions import AzureError
+
+        try:
+            async with asyncio.timeout(self.config.persist_timeout_seconds):
+                results = await asyncio.gather(*(self._send(q, m) for q, m in sends), return_exceptions=True)
+        except TimeoutError as error:
+            raise _persist_failed(f"timed out after {self.config.persist_timeout_seconds} s") from error
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, AzureError | OSError | TimeoutError):
+                raise failure
+        if failures:
+            raise _persist_failed(f"{len(failures)} of {len(sends)} sends failed ({type(failures[0]).__name__})")
+        return len(sends)
+
+    async def _send(self, queue: str, message: str) -> None:
+        await (await self._queues.get(queue)).send_message(message)
+
+
+def _persist_failed(detail: str) -> TransientError:
+    # Graph retries a 5xx for up to 4 hours; a short Retry-After is only a hint for other callers.
+    return TransientError(f"could not persist the notifications: {detail}", service="storage", retry_after=5)

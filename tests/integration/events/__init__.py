@@ -1,0 +1,1 @@
+"""The notification pipeline against Azurite."""
