@@ -7,6 +7,7 @@ dedupe, so downstream consumers can dedupe on it too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -64,6 +65,41 @@ def event_type(kind: str, change_type: str) -> str:
     """``users`` + ``updated`` → ``users.updated`` (both parts lower-case ``[a-z0-9]``)."""
     change = _KIND_CHARS.sub("", change_type.lower()) or "unknown"
     return f"{kind}.{change}"
+
+
+# Without an etag two notifications of one resource cannot be told apart from a redelivery; they are
+# treated as one only within this window (see ``change_identity``).
+ETAGLESS_WINDOW_SECONDS = 300
+
+
+def change_identity(
+    kind: str,
+    item_id: str | None,
+    change_type: str,
+    *,
+    etag: str | None,
+    received_at: datetime,
+    notification_id: str | None = None,
+    fallback: str = "",
+) -> str:
+    """The dedupe identity of "this version of this resource changed", shared by notifications and delta.
+
+    It leaves out the subscription and the source, so a live notification and a delta item describing the
+    same version of a message are one event. Created and updated are one class (delta cannot tell them
+    apart); deleted is another. Precedence: the resource version (``@odata.etag``), else Graph's own
+    notification id, else a 5-minute bucket of the receive time: a redelivery inside the bucket is caught,
+    one crossing its edge runs again (at-least-once), and two real changes inside it collapse (the event
+    only says "changed"; a consumer fetching the latest state still sees both).
+    """
+    change_class = "deleted" if change_type.lower() == "deleted" else "changed"
+    if etag:
+        version = f"etag:{etag}"
+    elif notification_id:
+        version = f"notification:{notification_id}"
+    else:
+        version = f"window:{int(received_at.timestamp()) // ETAGLESS_WINDOW_SECONDS}"
+    parts = ["v1", kind, item_id or fallback, change_class, version]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

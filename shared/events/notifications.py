@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import InvalidInputError
-from shared.events.model import Event, event_type, parse_resource
+from shared.events.model import Event, change_identity, event_type, parse_resource
 from shared.storage import hashed_key
 
 ENVELOPE_VERSION = 1
@@ -68,29 +68,25 @@ class ChangeNotification:
         value = (self.resource_data or {}).get("@odata.etag")
         return value if isinstance(value, str) else None
 
-    @property
-    def identity(self) -> str:
-        """Stable id of this notification: Graph redelivers identical items, so equal items are one.
-
-        Without an etag, identical notifications inside the dedupe window collapse into one; that is
-        harmless because an event only says "this resource changed", not how.
-        """
-        parts = [
-            self.tenant_id or "",
-            self.subscription_id,
+    def identity(self, received_at: datetime) -> str:
+        """The dedupe identity (see ``change_identity``): Graph redelivers identical items."""
+        path = parse_resource(self.resource)
+        return change_identity(
+            path.kind,
+            path.item_id or self.resource_data_id,
             self.change_type,
-            self.resource,
-            self.resource_data_id or "",
-            self.etag or "",
-        ]
-        return hashed_key(json.dumps(parts, ensure_ascii=False))
+            etag=self.etag,
+            received_at=received_at,
+            notification_id=self.notification_id,
+            fallback=self.resource.lower(),
+        )
 
     def to_event(self, received_at: datetime) -> Event:
         """The normalized event: named by the resource's kind (``Users/{id}/Messages/{id}`` → messages)."""
         path = parse_resource(self.resource)
         message_id = (path.item_id or self.resource_data_id) if path.kind == "messages" else None
         return Event(
-            id=self.identity,
+            id=self.identity(received_at),
             type=event_type(path.kind, self.change_type),
             resource=self.resource,
             change_type=self.change_type,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.errors import InvalidInputError
-from shared.events.model import event_type, parse_resource
+from shared.events.model import change_identity, event_type, parse_resource
 from shared.events.notifications import (
     ChangeNotification,
     LifecycleNotification,
@@ -37,7 +37,7 @@ def test_user_change_becomes_users_updated_event() -> None:
         samples.TENANT,
         "notification",
     )
-    assert event.id == item.identity
+    assert event.id == item.identity(RECEIVED)
 
 
 def test_message_change_names_the_mailbox_and_the_message() -> None:
@@ -94,17 +94,30 @@ def test_identity_is_stable_for_redeliveries_and_distinct_per_version() -> None:
     assert isinstance(first, ChangeNotification)
     assert isinstance(again, ChangeNotification)
     assert isinstance(newer, ChangeNotification)
-    assert first.identity == again.identity != newer.identity
-    assert len(first.identity) == 64
+    assert first.identity(RECEIVED) == again.identity(RECEIVED) != newer.identity(RECEIVED)
+    assert len(first.identity(RECEIVED)) == 64
 
 
-def test_items_without_etag_collapse_by_resource_and_change() -> None:
-    """Without an etag two notifications of the same change to the same resource are one (documented)."""
+def test_items_without_etag_collapse_only_within_the_window() -> None:
+    """Without an etag, identical items received within one 5-minute window are one (a redelivery); a
+    later one is a new change, so a real second update is not suppressed for the whole dedupe period."""
     one = parse_item(samples.message_change("deleted", etag=None))
     two = parse_item(samples.message_change("deleted", etag=None))
     assert isinstance(one, ChangeNotification)
     assert isinstance(two, ChangeNotification)
-    assert one.identity == two.identity
+    assert one.identity(RECEIVED) == two.identity(RECEIVED + timedelta(seconds=30))
+    assert one.identity(RECEIVED) != two.identity(RECEIVED + timedelta(minutes=10))
+
+
+def test_live_and_delta_descriptions_of_one_version_share_an_identity() -> None:
+    """A message "created" notification and a delta "updated" item with the same etag are one event."""
+    item = parse_item(samples.message_change("created", etag='W/"7"'))
+    assert isinstance(item, ChangeNotification)
+    path = parse_resource(item.resource)
+    from_delta = change_identity(
+        "messages", path.item_id, "updated", etag='W/"7"', received_at=RECEIVED + timedelta(hours=1)
+    )
+    assert item.identity(RECEIVED) == from_delta
 
 
 @pytest.mark.parametrize(
