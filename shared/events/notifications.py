@@ -23,7 +23,6 @@ from typing import Any
 
 from shared.errors import InvalidInputError
 from shared.events.model import Event, change_identity, event_type, parse_resource
-from shared.storage import hashed_key
 
 ENVELOPE_VERSION = 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
