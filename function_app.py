@@ -2,7 +2,8 @@
 
 import azure.functions as func
 
-from triggers import maintenance
+from triggers import maintenance, users_api
 
 app = func.FunctionApp()
 app.register_functions(maintenance.bp)
+app.register_functions(users_api.bp)

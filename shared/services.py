@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
     from azure.storage.queue.aio import QueueServiceClient
 
+    from shared.api.users import DirectoryApi
+    from shared.cache import CacheManager, CachePolicy
+    from shared.graph.gateway import GraphGateway
+    from shared.resilience.breaker import BreakerPolicy, BreakerRegistry
+    from shared.resilience.retry import RetryPolicy
+
 T = TypeVar("T")
 Factory = Callable[[], "T | Awaitable[T]"]
 Closer = Callable[[T], Awaitable[None]]
@@ -162,3 +168,117 @@ async def _make_queues() -> Queues:
 
 TABLES: Service[Tables] = Service("tables", _make_tables)
 QUEUES: Service[Queues] = Service("queues", _make_queues)
+
+
+# --- Policies from settings -------------------------------------------------------------------------
+
+
+def cache_policy(current: Settings) -> CachePolicy:
+    """Users and message pages get their own freshness; stale-and-refresh runs up to 4x the TTL."""
+    from shared.cache import CachePolicy, Freshness
+
+    def freshness(ttl: float) -> Freshness:
+        return Freshness(
+            soft_ttl=ttl,
+            hard_ttl=4 * ttl,
+            max_staleness=current.cache_max_stale_seconds,
+            negative_ttl=current.cache_negative_ttl_seconds,
+        )
+
+    users = freshness(current.cache_user_ttl_seconds)
+    return CachePolicy(
+        l1_max_entries=current.cache_l1_max_entries,
+        l1_ttl=current.cache_l1_ttl_seconds,
+        generation_ttl=current.cache_l1_ttl_seconds,
+        freshness=users,
+        namespaces={"users": users, "aliases": users, "messages": freshness(current.cache_messages_ttl_seconds)},
+    )
+
+
+def breaker_policy(current: Settings) -> BreakerPolicy:
+    from shared.resilience.breaker import BreakerPolicy
+
+    return BreakerPolicy(
+        failure_ratio=current.breaker_failure_ratio,
+        min_calls=current.breaker_min_calls,
+        window_seconds=current.breaker_window_seconds,
+        consecutive_failures=current.breaker_consecutive_failures,
+        open_base_seconds=current.breaker_open_seconds,
+        open_max_seconds=current.breaker_max_open_seconds,
+        storage_outage=current.breaker_storage_outage,
+    )
+
+
+def retry_policy(current: Settings) -> RetryPolicy:
+    from shared.resilience.retry import RetryPolicy
+
+    return RetryPolicy(
+        max_attempts=current.retry_max_attempts,
+        budget_seconds=current.retry_budget_seconds,
+        max_retry_after_seconds=current.retry_max_retry_after_seconds,
+    )
+
+
+# --- Cache, breakers, Graph --------------------------------------------------------------------------
+
+
+async def _make_cache() -> CacheManager:
+    from shared.cache import CacheManager
+
+    return CacheManager.from_tables(await registry.get(TABLES), cache_policy(settings()))
+
+
+async def _make_breakers() -> BreakerRegistry:
+    from shared.resilience.breaker import BreakerRegistry
+    from shared.resilience.breaker_store import TableBreakerStore
+
+    policy = breaker_policy(settings())
+    table = await (await registry.get(TABLES)).get("breakers")
+    return BreakerRegistry(TableBreakerStore(table, timeout=policy.storage_timeout_seconds), policy)
+
+
+async def _make_gateway() -> GraphGateway:
+    # The only place that imports the Graph SDK, and only when a Graph call is about to happen.
+    from shared.graph.client import build_graph_client, build_http_client
+    from shared.graph.credentials import build_credential
+    from shared.graph.gateway import GraphGateway
+    from shared.resilience.limits import KeyedLimiter
+
+    current = settings()
+    credential = build_credential(current)
+    http_client = build_http_client(current)
+
+    async def close() -> None:
+        await http_client.aclose()
+        await credential.close()
+
+    client = build_graph_client(current, credential, http_client)
+    limiter = KeyedLimiter(current.graph_mailbox_concurrency, name="graph-mailbox")
+    return GraphGateway(client, await registry.get(BREAKERS), retry_policy(current), limiter, on_close=close)
+
+
+async def _close_cache(cache: CacheManager) -> None:
+    await cache.aclose()
+
+
+async def _close_breakers(breakers: BreakerRegistry) -> None:
+    await breakers.flush()
+
+
+async def _close_gateway(gateway: GraphGateway) -> None:
+    await gateway.aclose()
+
+
+CACHE: Service[CacheManager] = Service("cache", _make_cache, _close_cache)
+BREAKERS: Service[BreakerRegistry] = Service("breakers", _make_breakers, _close_breakers)
+GRAPH: Service[GraphGateway] = Service("graph", _make_gateway, _close_gateway)
+
+
+async def _make_directory() -> DirectoryApi:
+    from shared.api.users import DirectoryApi
+
+    gateway = await registry.get(GRAPH)
+    return DirectoryApi(await registry.get(CACHE), gateway)
+
+
+DIRECTORY: Service[DirectoryApi] = Service("directory", _make_directory)

@@ -171,6 +171,25 @@ class Settings:
     health_probe_timeout_seconds: float
     log_level: str
     log_format: LogFormat
+    cache_l1_ttl_seconds: float
+    cache_l1_max_entries: int
+    cache_user_ttl_seconds: float
+    cache_messages_ttl_seconds: float
+    cache_max_stale_seconds: float
+    cache_negative_ttl_seconds: float
+    retry_max_attempts: int
+    retry_budget_seconds: float
+    retry_max_retry_after_seconds: float
+    breaker_failure_ratio: float
+    breaker_min_calls: int
+    breaker_window_seconds: float
+    breaker_consecutive_failures: int
+    breaker_open_seconds: float
+    breaker_max_open_seconds: float
+    breaker_storage_outage: StorageOutagePolicy
+    graph_mailbox_concurrency: int
+    webhook_max_body_bytes: int
+    forward_enrich: bool
     applicationinsights_connection_string: Secret | None = field(default=None)
 
     @property
@@ -240,8 +259,84 @@ def _read(env: Mapping[str, str]) -> tuple[Settings, list[str], list[SettingSpec
     log_level = r.choice("LOG_LEVEL", "INFO", "app log level", ("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format = r.choice("LOG_FORMAT", "text", "log line format", ("text", "json"))
     ai_connection = r.secret("APPLICATIONINSIGHTS_CONNECTION_STRING", "exports telemetry to Azure Monitor when set")
+    l1_ttl = r.number(
+        "CACHE_L1_TTL_SECONDS",
+        1.0,
+        "in-process cache lifetime (also the cross-instance invalidation lag)",
+        low=0.0,
+        high=60.0,
+    )
+    l1_entries = r.number("CACHE_L1_MAX_ENTRIES", 2048, "in-process cache size bound (entries)", low=1, high=1_000_000)
+    user_ttl = r.number(
+        "CACHE_USER_TTL_SECONDS",
+        300.0,
+        "users are fresh this long; served stale and refreshed up to 4x",
+        low=1.0,
+        high=86400.0,
+    )
+    messages_ttl = r.number(
+        "CACHE_MESSAGES_TTL_SECONDS",
+        60.0,
+        "message pages are fresh this long; stale-and-refresh up to 4x",
+        low=1.0,
+        high=86400.0,
+    )
+    max_stale = r.number(
+        "CACHE_MAX_STALE_SECONDS",
+        3600.0,
+        "oldest value served when Graph fails (stale-on-error)",
+        low=1.0,
+        high=7 * 86400.0,
+    )
+    negative_ttl = r.number(
+        "CACHE_NEGATIVE_TTL_SECONDS", 30.0, "how long a Graph 404 is remembered", low=1.0, high=3600.0
+    )
+    retry_attempts = r.number(
+        "RETRY_MAX_ATTEMPTS", 3, "Graph attempts per logical call (the SDK's own retry is off)", low=1, high=10
+    )
+    retry_budget = r.number(
+        "RETRY_BUDGET_SECONDS", 20.0, "wall time one logical Graph call may spend retrying", low=0.1, high=300.0
+    )
+    retry_after_cap = r.number(
+        "RETRY_MAX_RETRY_AFTER_SECONDS", 10.0, "longest Retry-After honoured by waiting", low=0.0, high=300.0
+    )
+    breaker_ratio = r.number(
+        "BREAKER_FAILURE_RATIO", 0.5, "failure share in the window that opens the breaker", low=0.01, high=1.0
+    )
+    breaker_min_calls = r.number(
+        "BREAKER_MIN_CALLS", 20, "calls in the window before the ratio applies", low=1, high=100_000
+    )
+    breaker_window = r.number(
+        "BREAKER_WINDOW_SECONDS", 30.0, "sliding window of the failure ratio", low=1.0, high=3600.0
+    )
+    breaker_consecutive = r.number(
+        "BREAKER_CONSECUTIVE_FAILURES", 5, "consecutive failures that open the breaker", low=1, high=1000
+    )
+    breaker_open = r.number(
+        "BREAKER_OPEN_SECONDS", 10.0, "first open period (doubles per repeated trip)", low=0.1, high=3600.0
+    )
+    breaker_max_open = r.number(
+        "BREAKER_MAX_OPEN_SECONDS", 300.0, "cap of the growing open period", low=0.1, high=86400.0
+    )
+    breaker_outage = r.choice(
+        "BREAKER_STORAGE_OUTAGE",
+        "fail_open",
+        "breaker behaviour when Table Storage is unreachable",
+        ("fail_open", "fail_closed"),
+    )
+    mailbox_concurrency = r.number(
+        "GRAPH_MAILBOX_CONCURRENCY", 4, "concurrent Graph requests per mailbox per instance", low=1, high=64
+    )
+    webhook_max_body = r.number(
+        "WEBHOOK_MAX_BODY_BYTES", 1_048_576, "largest notification POST accepted", low=1024, high=100 * 1024 * 1024
+    )
+    forward_enrich = r.boolean("FORWARD_ENRICH", False, "add the changed resource (one Graph call) to forwarded events")
 
     base_url = base_url or ""
+    if max_stale < 4 * max(user_ttl, messages_ttl):
+        r.errors.append("CACHE_MAX_STALE_SECONDS: expected at least 4x the largest CACHE_*_TTL_SECONDS")
+    if breaker_max_open < breaker_open:
+        r.errors.append("BREAKER_MAX_OPEN_SECONDS: expected at least BREAKER_OPEN_SECONDS")
     if auth_mode == "client_secret" and not (tenant_id and client_id and client_secret):
         r.errors.append("GRAPH_AUTH_MODE=client_secret: needs GRAPH_TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET")
     if auth_mode == "certificate" and not (tenant_id and client_id and cert_path):
@@ -268,6 +363,25 @@ def _read(env: Mapping[str, str]) -> tuple[Settings, list[str], list[SettingSpec
         log_level=log_level,
         log_format=log_format,  # type: ignore[arg-type]  # checked by choice()
         applicationinsights_connection_string=ai_connection,
+        cache_l1_ttl_seconds=l1_ttl,
+        cache_l1_max_entries=l1_entries,
+        cache_user_ttl_seconds=user_ttl,
+        cache_messages_ttl_seconds=messages_ttl,
+        cache_max_stale_seconds=max_stale,
+        cache_negative_ttl_seconds=negative_ttl,
+        retry_max_attempts=retry_attempts,
+        retry_budget_seconds=retry_budget,
+        retry_max_retry_after_seconds=retry_after_cap,
+        breaker_failure_ratio=breaker_ratio,
+        breaker_min_calls=breaker_min_calls,
+        breaker_window_seconds=breaker_window,
+        breaker_consecutive_failures=breaker_consecutive,
+        breaker_open_seconds=breaker_open,
+        breaker_max_open_seconds=breaker_max_open,
+        breaker_storage_outage=breaker_outage,  # type: ignore[arg-type]  # checked by choice()
+        graph_mailbox_concurrency=mailbox_concurrency,
+        webhook_max_body_bytes=webhook_max_body,
+        forward_enrich=forward_enrich,
     )
     return settings, r.errors, r.specs
 

@@ -30,7 +30,8 @@ async def test_health_reports_storage_and_turns_503_when_it_stops(
 
     status, body = await check_health(registry)
     assert status == 200
-    assert body["checks"]["table_storage"]["ok"] and body["checks"]["queue_storage"]["ok"]
+    assert body["checks"]["table_storage"]["ok"]
+    assert body["checks"]["queue_storage"]["ok"]
     assert body["graph_mode"] == "simulator"
     assert body["version"]
 

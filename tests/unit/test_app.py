@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 EXPECTED = {
     "health": ("httpTrigger", "health", "anonymous"),
+    "openapi": ("httpTrigger", "openapi.json", "anonymous"),
+    "get_user": ("httpTrigger", "users/{user_id}", "function"),
+    "list_messages": ("httpTrigger", "users/{user_id}/messages", "function"),
 }
 
 

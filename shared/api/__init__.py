@@ -1,0 +1,1 @@
+"""The public HTTP API's logic (validation, shaping, caching), called by the thin triggers."""

@@ -1,0 +1,175 @@
+"""The OpenAPI 3.1 document of the public API (served at ``/api/openapi.json``; a test keeps it true)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import __version__
+from shared.api.params import DEFAULT_MESSAGE_FIELDS, DEFAULT_TOP, MAX_TOP, MESSAGE_FIELDS
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_FUNCTION_KEY: list[dict[str, list[str]]] = [{"functionKey": []}]
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+_CACHE_HEADERS = {
+    "X-Cache": {
+        "description": "which tier answered",
+        "schema": {"type": "string", "enum": ["hit-l1", "hit-l2", "miss", "stale"]},
+    },
+    "ETag": {"schema": {"type": "string"}},
+    "Cache-Control": {"schema": {"type": "string"}},
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds", "schema": {"type": "integer", "minimum": 1}}}
+_ERRORS = {
+    "304": {"description": "not modified (If-None-Match matched the ETag)"},
+    "400": _json(_ERROR, "invalid user id or parameter"),
+    "401": {"description": "missing or wrong function key"},
+    "404": _json(_ERROR, "Graph says the user or mailbox does not exist"),
+    "503": _json(_ERROR, "Graph is throttling or unavailable and nothing stale can be served", _RETRY_AFTER),
+}
+_USER_ID = {
+    "name": "user_id",
+    "in": "path",
+    "required": True,
+    "description": "a GUID or a userPrincipalName",
+    "schema": {"type": "string", "maxLength": 256},
+}
+_IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole document (built on demand: it is small and served rarely)."""
+    nullable_string = {"type": ["string", "null"]}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Microsoft Graph backend",
+            "version": __version__,
+            "description": "Users and mail from Microsoft Graph, cached and protected against throttling.",
+        },
+        "servers": [{"url": "/api"}],
+        "paths": {
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness and storage reachability",
+                    "security": [],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Health"}, "healthy"),
+                        "503": _json({"$ref": "#/components/schemas/Health"}, "a dependency does not answer"),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
+                }
+            },
+            "/users/{user_id}": {
+                "get": {
+                    "operationId": "getUser",
+                    "summary": "One user, from cache when possible",
+                    "security": _FUNCTION_KEY,
+                    "parameters": [_USER_ID, _IF_NONE_MATCH],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/User"}, "the user", _CACHE_HEADERS),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/users/{user_id}/messages": {
+                "get": {
+                    "operationId": "listMessages",
+                    "summary": "A page of the user's messages, newest first",
+                    "security": _FUNCTION_KEY,
+                    "parameters": [
+                        _USER_ID,
+                        {
+                            "name": "top",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": DEFAULT_TOP},
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "description": "next_cursor of the previous page (opaque)",
+                            "schema": {"type": "string", "maxLength": 512},
+                        },
+                        {
+                            "name": "fields",
+                            "in": "query",
+                            "description": "comma-separated; allowed: " + ", ".join(MESSAGE_FIELDS),
+                            "schema": {"type": "string", "default": ",".join(DEFAULT_MESSAGE_FIELDS)},
+                        },
+                        _IF_NONE_MATCH,
+                    ],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/MessagePage"}, "one page", _CACHE_HEADERS),
+                        **_ERRORS,
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        }
+                    },
+                },
+                "Health": {
+                    "type": "object",
+                    "required": ["status", "version", "graph_mode", "checks"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["healthy", "unhealthy"]},
+                        "version": {"type": "string"},
+                        "graph_mode": {"type": "string", "enum": ["real", "simulator"]},
+                        "checks": {"type": "object"},
+                    },
+                },
+                "User": {
+                    "type": "object",
+                    "required": ["id", "displayName", "userPrincipalName"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "displayName": nullable_string,
+                        "givenName": nullable_string,
+                        "surname": nullable_string,
+                        "userPrincipalName": nullable_string,
+                        "mail": nullable_string,
+                        "jobTitle": nullable_string,
+                        "department": nullable_string,
+                        "officeLocation": nullable_string,
+                        "mobilePhone": nullable_string,
+                        "businessPhones": {"type": "array", "items": {"type": "string"}},
+                        "preferredLanguage": nullable_string,
+                    },
+                },
+                "MessagePage": {
+                    "type": "object",
+                    "required": ["items", "next_cursor"],
+                    "properties": {
+                        "items": {"type": "array", "items": {"type": "object", "required": ["id"]}},
+                        "next_cursor": nullable_string,
+                    },
+                },
+            },
+        },
+    }

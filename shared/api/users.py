@@ -1,0 +1,133 @@
+"""Users and mail, served through the two-tier cache in front of the resilient Graph gateway.
+
+Cache layout (the notification handlers invalidate by these names, see ``CACHE_NAMES``):
+- ``users`` / ``user:{guid}``, group ``user:{guid}``: the stable user shape;
+- ``aliases`` / ``{upn}``: userPrincipalName → guid, so every other entry is keyed by the immutable guid
+  and a notification (which names the guid) reaches entries requested by UPN too;
+- ``messages`` / ``{guid}|{skip}|{top}|{fields}``, group ``messages:{guid}``: one page of a mailbox.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from shared.api.params import PageRequest, UserId, encode_cursor
+from shared.cache import CacheKey, CacheManager, CacheResult
+from shared.errors import NotFoundError, UnavailableError
+from shared.events.handlers import CacheNames
+
+USER_FIELDS = (
+    "id",
+    "displayName",
+    "givenName",
+    "surname",
+    "userPrincipalName",
+    "mail",
+    "jobTitle",
+    "department",
+    "officeLocation",
+    "mobilePhone",
+    "businessPhones",
+    "preferredLanguage",
+)
+CACHE_NAMES = CacheNames(
+    users_namespace="users", user_key="user:{user_id}", user_group="user:{user_id}", messages_group="messages:{user_id}"
+)
+
+
+class GraphReads(Protocol):
+    """The Graph calls this module needs (``shared.graph.gateway.GraphGateway`` provides them)."""
+
+    async def get_user(self, user_id: str, select: list[str] | None = None) -> dict[str, Any]: ...
+
+    async def list_messages(
+        self, user_id: str, *, top: int, select: list[str], skip: int = 0
+    ) -> tuple[list[dict[str, Any]], int | None]: ...
+
+
+def shape_user(raw: dict[str, Any]) -> dict[str, Any]:
+    """Always the same keys, whatever Graph included; ``businessPhones`` is always a list."""
+    user = {name: raw.get(name) for name in USER_FIELDS}
+    phones = user["businessPhones"]
+    user["businessPhones"] = [p for p in phones if isinstance(p, str)] if isinstance(phones, list) else []
+    if not isinstance(user["id"], str):
+        raise UnavailableError("Graph returned a user without an id")
+    return user
+
+
+def user_key(guid: str) -> CacheKey:
+    return CacheKey(
+        CACHE_NAMES.users_namespace,
+        CACHE_NAMES.user_key.format(user_id=guid),
+        CACHE_NAMES.user_group.format(user_id=guid),
+    )
+
+
+class DirectoryApi:
+    """Reads users and message pages, cache first; Graph failures surface as the app's errors."""
+
+    def __init__(self, cache: CacheManager, graph: GraphReads) -> None:
+        self._cache = cache
+        self._graph = graph
+
+    async def _guid(self, user: UserId, prefetched: dict[str, dict[str, Any]]) -> str:
+        """The user's guid; a UPN is resolved through the alias cache (one Graph call when cold, which
+        also yields the user itself, kept in ``prefetched`` for the caller)."""
+        if user.is_guid:
+            return user.value
+
+        async def resolve() -> dict[str, Any]:
+            shaped = shape_user(await self._graph.get_user(user.value, select=list(USER_FIELDS)))
+            prefetched["user"] = shaped
+            return {"id": shaped["id"].lower()}
+
+        alias: CacheResult[dict[str, Any]] = await self._cache.get_or_set(CacheKey("aliases", user.value), resolve)
+        guid = alias.value.get("id")
+        if not isinstance(guid, str):
+            raise NotFoundError("user not found")
+        return guid
+
+    async def user(self, user: UserId) -> CacheResult[dict[str, Any]]:
+        """The user's stable shape."""
+        prefetched: dict[str, dict[str, Any]] = {}
+        guid = await self._guid(user, prefetched)
+
+        async def fetch() -> dict[str, Any]:
+            if "user" in prefetched:
+                return prefetched.pop("user")
+            return shape_user(await self._graph.get_user(guid, select=list(USER_FIELDS)))
+
+        return await self._cache.get_or_set(user_key(guid), fetch)
+
+    async def messages(self, user: UserId, page: PageRequest) -> CacheResult[dict[str, Any]]:
+        """One page: ``{"items": [...], "next_cursor": str | None}``, newest first."""
+        guid = await self._guid(user, {})
+        fields = ",".join(page.fields)
+        key = CacheKey(
+            "messages",
+            f"{guid}|{page.skip}|{page.top}|{fields}",
+            CACHE_NAMES.messages_group.format(user_id=guid),
+        )
+
+        async def fetch() -> dict[str, Any]:
+            items, next_skip = await self._graph.list_messages(
+                guid, top=page.top, select=list(page.fields), skip=page.skip
+            )
+            shaped = [{name: item.get(name) for name in page.fields} for item in items]
+            cursor = encode_cursor(PageRequest(page.top, page.fields, next_skip)) if next_skip else None
+            return {"items": shaped, "next_cursor": cursor}
+
+        return await self._cache.get_or_set(key, fetch)
+
+
+class CacheInvalidationAdapter:
+    """The notification handlers' view of the cache (``shared.events.handlers.CacheInvalidation``)."""
+
+    def __init__(self, cache: CacheManager) -> None:
+        self._cache = cache
+
+    async def invalidate_key(self, namespace: str, key: str) -> None:
+        await self._cache.invalidate(CacheKey(namespace, key.lower()))
+
+    async def invalidate_group(self, group: str) -> None:
+        await self._cache.invalidate_group(group.lower())

@@ -1,0 +1,132 @@
+"""The one path every Graph call takes: retry → circuit breaker → per-mailbox slot → one HTTP request.
+
+Requests go through the SDK's request builders with a native response handler, so the SDK's auth and
+middleware apply but no model classes are parsed (the first call of a process costs ~35 ms, not ~1.2 s).
+Results are plain dicts; failures are the app's errors (``responses.py``).
+
+Attempts per logical call are bounded by ``RetryPolicy.max_attempts`` (default 3; the SDK's RetryHandler
+is off, see ``client.py``); an open breaker stops them at once. A queue-triggered caller that still fails
+is redelivered by the host up to ``maxDequeueCount`` (5) times, so one notification can cost at most
+3 x 5 = 15 Graph requests in the worst case, and far fewer once the breaker opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.native_response_handler import NativeResponseHandler
+from kiota_http.middleware.options import ResponseHandlerOption
+from msgraph import GraphServiceClient
+
+from shared.errors import UnavailableError
+from shared.graph.responses import TRANSPORT_ERRORS, json_body, transport_error
+from shared.resilience.breaker import BreakerRegistry
+from shared.resilience.limits import KeyedLimiter
+from shared.resilience.retry import OnRetry, RetryPolicy, call_with_retry
+from shared.telemetry import get_logger
+
+log = get_logger("graph")
+
+# Breaker keys per Graph workload: an Outlook outage must not block directory reads, and vice versa.
+DIRECTORY = "graph-directory"
+MAIL = "graph-mail"
+SUBSCRIPTIONS = "graph-subscriptions"
+
+
+def native_request(query: Any = None) -> RequestConfiguration[Any]:
+    """Request options that return the raw httpx response (no model parsing; errors as status codes)."""
+    return RequestConfiguration(options=[ResponseHandlerOption(NativeResponseHandler())], query_parameters=query)
+
+
+def next_skip(next_link: object) -> int | None:
+    """The ``$skip`` of a Graph nextLink (None when there is no next page or it is not a number)."""
+    if not isinstance(next_link, str):
+        return None
+    values = parse_qs(urlsplit(next_link).query).get("$skip", [])
+    if values and values[0].isdigit() and len(values[0]) < 10:
+        return int(values[0])
+    log.warning("Graph nextLink without a usable $skip; paging stops here")
+    return None
+
+
+class GraphGateway:
+    """Graph reads and writes as dicts, with retries, breakers and mailbox concurrency applied."""
+
+    def __init__(
+        self,
+        client: GraphServiceClient,
+        breakers: BreakerRegistry,
+        retry: RetryPolicy,
+        mailbox_limiter: KeyedLimiter,
+        *,
+        on_retry: OnRetry | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.client = client
+        self._breakers = breakers
+        self._retry = retry
+        self._mailboxes = mailbox_limiter
+        self._on_retry = on_retry
+        self._on_close = on_close
+
+    async def call(
+        self, workload: str, send: Callable[[], Awaitable[httpx.Response]], *, mailbox: str | None = None
+    ) -> dict[str, Any]:
+        """Run one logical Graph call: each attempt passes the breaker, then the mailbox's slot."""
+        breaker = self._breakers.get(workload)
+
+        async def once() -> dict[str, Any]:
+            async with self._slot(mailbox):
+                try:
+                    response = await send()
+                except TRANSPORT_ERRORS as error:
+                    raise transport_error(error) from error
+            return json_body(response)
+
+        return await call_with_retry(lambda: breaker.call(once), self._retry, on_retry=self._on_retry)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections and the credential (process shutdown, tests)."""
+        if self._on_close is not None:
+            await self._on_close()
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, mailbox: str | None) -> AsyncIterator[None]:
+        if mailbox is None:
+            yield
+            return
+        async with self._mailboxes.slot(mailbox.lower()):
+            yield
+
+    # --- directory ------------------------------------------------------------------------------
+
+    async def get_user(self, user_id: str, select: list[str] | None = None) -> dict[str, Any]:
+        """``GET /users/{id | userPrincipalName}``."""
+        builder = self.client.users.by_user_id(user_id)
+        query = builder.UserItemRequestBuilderGetQueryParameters(select=select) if select else None
+        return await self.call(DIRECTORY, lambda: builder.get(request_configuration=native_request(query)))
+
+    # --- mail -----------------------------------------------------------------------------------
+
+    async def list_messages(
+        self, user_id: str, *, top: int, select: list[str], skip: int = 0
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of ``GET /users/{id}/messages`` (newest first) and the ``$skip`` of the next page.
+
+        Graph pages messages with ``$skip`` in its nextLink; only that number is kept, so a cursor never
+        carries a URL.
+        """
+        builder = self.client.users.by_user_id(user_id).messages
+        query = builder.MessagesRequestBuilderGetQueryParameters(
+            top=top, select=select, orderby=["receivedDateTime desc"], skip=skip or None
+        )
+        body = await self.call(MAIL, lambda: builder.get(request_configuration=native_request(query)), mailbox=user_id)
+        items = body.get("value")
+        if not isinstance(items, list):
+            raise UnavailableError("Graph answered a message page without a value array")
+        return [item for item in items if isinstance(item, dict)], next_skip(body.get("@odata.nextLink"))
