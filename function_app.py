@@ -2,8 +2,9 @@
 
 import azure.functions as func
 
-from triggers import maintenance, users_api
+from triggers import maintenance, notifications, users_api
 
 app = func.FunctionApp()
 app.register_functions(maintenance.bp)
 app.register_functions(users_api.bp)
+app.register_functions(notifications.bp)

@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 
     from shared.api.users import DirectoryApi
     from shared.cache import CacheManager, CachePolicy
+    from shared.events.dispatch import ExactlyOnceDispatcher
+    from shared.events.lifecycle import LifecycleProcessor, LifecycleReactions
+    from shared.events.model import Event
+    from shared.events.processor import NotificationProcessor
+    from shared.events.subscriptions_registry import SubscriptionRegistry
+    from shared.events.webhook import NotificationWebhook
     from shared.graph.gateway import GraphGateway
     from shared.resilience.breaker import BreakerPolicy, BreakerRegistry
     from shared.resilience.retry import RetryPolicy
@@ -134,14 +140,11 @@ def _make_table_service() -> TableServiceClient:
 
 
 def _make_queue_service() -> QueueServiceClient:
-    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
     from azure.storage.queue.aio import QueueServiceClient
 
-    # Queue triggers decode base64 (host.json messageEncoding), so everything we enqueue is base64 text.
+    # Message encoding (base64, as queue triggers expect) is set per queue client, in shared/storage.py.
     return QueueServiceClient.from_connection_string(
         settings().storage_connection_string.reveal(),
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy(),
         initial_backoff=0,  # these four shape the client's own (async) ExponentialRetry policy
         increment_base=1,
         retry_total=2,
@@ -282,3 +285,75 @@ async def _make_directory() -> DirectoryApi:
 
 
 DIRECTORY: Service[DirectoryApi] = Service("directory", _make_directory)
+
+
+# --- Notification pipeline (no Graph SDK on the webhook path) ----------------------------------------
+
+
+async def _make_subscription_registry() -> SubscriptionRegistry:
+    from shared.events.subscriptions_registry import SubscriptionRegistry
+
+    return SubscriptionRegistry(await registry.get(TABLES))
+
+
+async def _make_webhook() -> NotificationWebhook:
+    from dataclasses import replace
+
+    from shared.events.notifications import DEFAULT_LIMITS
+    from shared.events.webhook import NotificationWebhook, WebhookConfig
+
+    limits = replace(DEFAULT_LIMITS, max_body_bytes=settings().webhook_max_body_bytes)
+    config = WebhookConfig(limits=limits)
+    subscriptions = await registry.get(SUBSCRIPTION_REGISTRY)
+    return NotificationWebhook(subscriptions, await registry.get(QUEUES), config)
+
+
+async def _make_dispatcher() -> ExactlyOnceDispatcher:
+    """The event bus with the built-in handlers, behind per-handler dedupe markers."""
+    from shared.api.users import CacheInvalidationAdapter, enrich_event
+    from shared.events.bus import EventBus
+    from shared.events.dedupe import DedupeStore
+    from shared.events.dispatch import ExactlyOnceDispatcher
+    from shared.events.handlers import EventForwarder, ForwardingConfig, register_builtin_handlers
+
+    current = settings()
+    tables, queues = await registry.get(TABLES), await registry.get(QUEUES)
+    bus = EventBus()
+    forwarding = ForwardingConfig(enrich=current.forward_enrich)
+
+    async def enricher(event: Event) -> dict[str, Any] | None:
+        graph = await registry.get(GRAPH)
+        return await enrich_event(graph, event)
+
+    register_builtin_handlers(
+        bus,
+        cache=CacheInvalidationAdapter(await registry.get(CACHE)),
+        forwarder=EventForwarder(queues, forwarding, enricher if current.forward_enrich else None),
+    )
+    return ExactlyOnceDispatcher(bus, DedupeStore(tables))
+
+
+async def _make_processor() -> NotificationProcessor:
+    from shared.events.processor import NotificationProcessor
+
+    return NotificationProcessor(await registry.get(DISPATCHER), await registry.get(QUEUES))
+
+
+async def _make_lifecycle_processor() -> LifecycleProcessor:
+    from shared.events.lifecycle import LifecycleProcessor
+
+    return LifecycleProcessor(await registry.get(LIFECYCLE_REACTIONS), await registry.get(QUEUES))
+
+
+def _make_lifecycle_reactions() -> LifecycleReactions:
+    from shared.events.lifecycle import LoggingLifecycleReactions
+
+    return LoggingLifecycleReactions()
+
+
+SUBSCRIPTION_REGISTRY: Service[SubscriptionRegistry] = Service("subscription_registry", _make_subscription_registry)
+WEBHOOK: Service[NotificationWebhook] = Service("webhook", _make_webhook)
+DISPATCHER: Service[ExactlyOnceDispatcher] = Service("dispatcher", _make_dispatcher)
+PROCESSOR: Service[NotificationProcessor] = Service("processor", _make_processor)
+LIFECYCLE_REACTIONS: Service[LifecycleReactions] = Service("lifecycle_reactions", _make_lifecycle_reactions)
+LIFECYCLE_PROCESSOR: Service[LifecycleProcessor] = Service("lifecycle_processor", _make_lifecycle_processor)

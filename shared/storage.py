@@ -60,7 +60,12 @@ class Tables:
 
 
 class Queues:
-    """Hands out queue clients by name, creating each queue once per process."""
+    """Hands out queue clients by name, creating each queue once per process.
+
+    Message text is base64-encoded on send and decoded on receive, as queue triggers expect it
+    (host.json ``messageEncoding``). The policies must be given per queue client: a queue client made
+    by ``QueueServiceClient.get_queue_client`` does not inherit the service client's.
+    """
 
     def __init__(self, service: QueueServiceClient) -> None:
         self._service = service
@@ -74,8 +79,11 @@ class Queues:
         async with self._lock:
             if name not in self._ready:
                 from azure.core.exceptions import ResourceExistsError
+                from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
-                queue = self._service.get_queue_client(name)
+                queue = self._service.get_queue_client(
+                    name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
+                )
                 with contextlib.suppress(ResourceExistsError):
                     await queue.create_queue()
                 self._ready[name] = queue

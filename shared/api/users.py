@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from shared.api.params import PageRequest, UserId, encode_cursor
+from shared.api.params import DEFAULT_MESSAGE_FIELDS, PageRequest, UserId, encode_cursor
 from shared.cache import CacheKey, CacheManager, CacheResult
 from shared.errors import NotFoundError, UnavailableError
 from shared.events.handlers import CacheNames
+from shared.events.model import Event
 
 USER_FIELDS = (
     "id",
@@ -43,6 +44,8 @@ class GraphReads(Protocol):
     async def list_messages(
         self, user_id: str, *, top: int, select: list[str], skip: int = 0
     ) -> tuple[list[dict[str, Any]], int | None]: ...
+
+    async def get_message(self, user_id: str, message_id: str, select: list[str]) -> dict[str, Any]: ...
 
 
 def shape_user(raw: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +121,18 @@ class DirectoryApi:
             return {"items": shaped, "next_cursor": cursor}
 
         return await self._cache.get_or_set(key, fetch)
+
+
+async def enrich_event(graph: GraphReads, event: Event) -> dict[str, Any] | None:
+    """The changed resource for forwarded events (``FORWARD_ENRICH``); nothing for deletions."""
+    if event.user_id is None or event.change_type == "deleted":
+        return None
+    if event.type.startswith("users."):
+        return shape_user(await graph.get_user(event.user_id, select=list(USER_FIELDS)))
+    if event.type.startswith("messages.") and event.message_id is not None:
+        message = await graph.get_message(event.user_id, event.message_id, select=list(DEFAULT_MESSAGE_FIELDS))
+        return {name: message.get(name) for name in DEFAULT_MESSAGE_FIELDS}
+    return None
 
 
 class CacheInvalidationAdapter:

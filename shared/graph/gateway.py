@@ -130,3 +130,9 @@ class GraphGateway:
         if not isinstance(items, list):
             raise UnavailableError("Graph answered a message page without a value array")
         return [item for item in items if isinstance(item, dict)], next_skip(body.get("@odata.nextLink"))
+
+    async def get_message(self, user_id: str, message_id: str, select: list[str]) -> dict[str, Any]:
+        """``GET /users/{id}/messages/{message-id}``."""
+        builder = self.client.users.by_user_id(user_id).messages.by_message_id(message_id)
+        query = builder.MessageItemRequestBuilderGetQueryParameters(select=select)
+        return await self.call(MAIL, lambda: builder.get(request_configuration=native_request(query)), mailbox=user_id)

@@ -14,6 +14,10 @@ EXPECTED = {
     "openapi": ("httpTrigger", "openapi.json", "anonymous"),
     "get_user": ("httpTrigger", "users/{user_id}", "function"),
     "list_messages": ("httpTrigger", "users/{user_id}/messages", "function"),
+    "notifications": ("httpTrigger", "notifications", "anonymous"),
+    "lifecycle_notifications": ("httpTrigger", "notifications/lifecycle", "anonymous"),
+    "process_notifications": ("queueTrigger", "graph-notifications", "AzureWebJobsStorage"),
+    "process_lifecycle": ("queueTrigger", "graph-lifecycle", "AzureWebJobsStorage"),
 }
 
 
@@ -40,6 +44,9 @@ def test_indexed_functions_and_triggers() -> None:
         if trigger == "httpTrigger":
             assert binding["route"] == target
             assert str(binding["authLevel"]).lower() == extra
+        else:
+            assert binding["queueName"] == target
+            assert binding["connection"] == extra
 
 
 def test_import_is_cheap_and_clean() -> None:

@@ -1,0 +1,105 @@
+"""Helpers for notification tests: subscribe the app in the simulator and read what it forwarded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from shared.events.subscriptions_registry import SubscriptionRecord, SubscriptionRegistry
+from shared.settings import Secret
+from shared.storage import Queues, Tables
+from tests.e2e.conftest import RunningApp
+from tests.fixtures.graphsim import GRAPHSIM_TOKEN
+
+
+def subscribe(app: RunningApp, graph_base_url: str, resource: str, change_type: str) -> tuple[str, str]:
+    """Create a Graph subscription to the app's webhook and record it in the app's registry.
+
+    (What the subscription service does itself; done by hand here so the pipeline is tested alone.)
+    Returns the subscription id and its clientState.
+    """
+    client_state = secrets.token_urlsafe(24)
+    body = {
+        "changeType": change_type,
+        "resource": resource,
+        "notificationUrl": f"{app.host.base_url}/api/notifications",
+        "lifecycleNotificationUrl": f"{app.host.base_url}/api/notifications/lifecycle",
+        "clientState": client_state,
+        "expirationDateTime": (datetime.now(UTC) + timedelta(hours=24)).isoformat(),
+    }
+    created = httpx.post(
+        f"{graph_base_url}/subscriptions", json=body, headers={"Authorization": f"Bearer {GRAPHSIM_TOKEN}"}, timeout=30
+    )
+    created.raise_for_status()
+    subscription = created.json()
+    record = SubscriptionRecord(
+        id=subscription["id"],
+        resource=resource,
+        change_types=tuple(change_type.split(",")),
+        notification_url=body["notificationUrl"],
+        client_state=Secret(client_state),
+        expiration=datetime.fromisoformat(subscription["expirationDateTime"].replace("Z", "+00:00")),
+        created_at=datetime.now(UTC),
+        lifecycle_url=body["lifecycleNotificationUrl"],
+    )
+    asyncio.run(_with_storage(app, lambda tables, _: SubscriptionRegistry(tables).upsert(record)))
+    return subscription["id"], client_state
+
+
+async def _with_storage(app: RunningApp, action: Any) -> Any:
+    from azure.data.tables.aio import TableServiceClient
+    from azure.storage.queue.aio import QueueServiceClient
+
+    connection = app.env["AzureWebJobsStorage"]
+    async with (
+        TableServiceClient.from_connection_string(connection) as table_service,
+        QueueServiceClient.from_connection_string(connection) as queue_service,
+    ):
+        return await action(Tables(table_service, app.env["STORAGE_TABLE_PREFIX"]), Queues(queue_service))
+
+
+def drain_queue(app: RunningApp, queue: str) -> list[str]:
+    """Take (receive and delete) every message now in ``queue``."""
+
+    async def take(_: Tables, queues: Queues) -> list[str]:
+        client = await queues.get(queue)
+        found: list[str] = []
+        async for message in client.receive_messages(messages_per_page=32, visibility_timeout=30):
+            found.append(message.content)
+            await client.delete_message(message)
+        return found
+
+    result: list[str] = asyncio.run(_with_storage(app, take))
+    return result
+
+
+def send_to_queue(app: RunningApp, queue: str, text: str) -> None:
+    async def send(_: Tables, queues: Queues) -> None:
+        await (await queues.get(queue)).send_message(text)
+
+    asyncio.run(_with_storage(app, send))
+
+
+class EventSink:
+    """Collects what the app forwarded to ``graph-events`` (draining the queue as it reads)."""
+
+    def __init__(self, app: RunningApp) -> None:
+        self._app = app
+        self.events: list[dict[str, Any]] = []
+
+    def wait_for(self, count: int, timeout: float = 30.0, settle: float = 0.0) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` events arrived, then ``settle`` seconds more for any extra."""
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline:
+            self.events += [json.loads(text) for text in drain_queue(self._app, "graph-events")]
+            time.sleep(0.3)
+        if settle:
+            time.sleep(settle)
+            self.events += [json.loads(text) for text in drain_queue(self._app, "graph-events")]
+        return self.events

@@ -1,0 +1,54 @@
+"""Graph change notifications: two webhooks (HTTP) that persist and acknowledge, two queue processors."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.events.webhook import validation_token
+from shared.http import json_response, run_http
+from shared.queue_invocation import run_queue
+from shared.services import LIFECYCLE_PROCESSOR, PROCESSOR, WEBHOOK, registry
+
+bp = func.Blueprint()
+
+NOTIFICATIONS_QUEUE = "graph-notifications"
+LIFECYCLE_QUEUE = "graph-lifecycle"
+
+
+async def _webhook(req: func.HttpRequest) -> func.HttpResponse:
+    """Validation handshake, or validate + persist every accepted item, then 202 (503 if not persisted)."""
+    token = req.params.get("validationToken")
+    if token is not None:
+        return func.HttpResponse(validation_token(token), status_code=200, mimetype="text/plain", charset="utf-8")
+    result = await (await registry.get(WEBHOOK)).accept(req.get_body())
+    return json_response(result.to_dict(), 202)
+
+
+@bp.function_name("notifications")
+@bp.route(route="notifications", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def notifications(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await run_http("notifications", context, lambda: _webhook(req))
+
+
+@bp.function_name("lifecycle_notifications")
+@bp.route(route="notifications/lifecycle", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def lifecycle_notifications(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await run_http("lifecycle_notifications", context, lambda: _webhook(req))
+
+
+@bp.function_name("process_notifications")
+@bp.queue_trigger(arg_name="msg", queue_name=NOTIFICATIONS_QUEUE, connection="AzureWebJobsStorage")
+async def process_notifications(msg: func.QueueMessage, context: func.Context) -> None:
+    async def handle() -> object:
+        return await (await registry.get(PROCESSOR)).process(msg.get_body(), msg.dequeue_count or 1)
+
+    await run_queue("process_notifications", context, msg, handle)
+
+
+@bp.function_name("process_lifecycle")
+@bp.queue_trigger(arg_name="msg", queue_name=LIFECYCLE_QUEUE, connection="AzureWebJobsStorage")
+async def process_lifecycle(msg: func.QueueMessage, context: func.Context) -> None:
+    async def handle() -> object:
+        return await (await registry.get(LIFECYCLE_PROCESSOR)).process(msg.get_body(), msg.dequeue_count or 1)
+
+    await run_queue("process_lifecycle", context, msg, handle)
