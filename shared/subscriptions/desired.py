@@ -1,0 +1,133 @@
+"""The desired subscriptions, read from one setting, and the resource shapes this app supports.
+
+Format: entries separated by ``;``, each ``resource=changeType,changeType``; whitespace is ignored and an
+empty value means "no subscriptions"::
+
+    users=updated,deleted; users/adele@contoso.com/messages=created,updated,deleted
+
+Resources: ``users``, ``users/{id}``, ``users/{id}/messages``, ``users/{id}/mailFolders/{folder}/messages``
+with ``{id}`` a user id or UPN and ``{folder}`` a folder id or well-known name (``inbox``). Change types:
+``created``, ``updated``, ``deleted``. Every problem is collected and reported in one ``ConfigurationError``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from shared.errors import ConfigurationError
+
+ResourceKind = Literal["users", "user", "messages", "folder_messages"]
+
+CHANGE_TYPES = ("created", "updated", "deleted")
+SUPPORTED = "users, users/{id}, users/{id}/messages, users/{id}/mailFolders/{folder}/messages"
+USERS_MAX_LIFETIME = timedelta(minutes=41_760)  # Graph's maximum for users/groups
+MESSAGES_MAX_LIFETIME = timedelta(minutes=10_080)  # Outlook messages without resource data
+MAX_ENTRIES = 200  # each one is a Graph subscription to keep alive; more is a mistake, not a plan
+MAX_LENGTH = 32 * 1024
+MAX_ERRORS = 10  # a hostile value must not produce a megabyte of error text
+
+# An id segment: GUID, UPN or folder id (URL-safe base64); no '/', '?', '#', '(' or whitespace.
+_ID = r"[A-Za-z0-9._@'+=\-]{1,256}"
+_SHAPES: tuple[tuple[ResourceKind, re.Pattern[str]], ...] = (
+    ("users", re.compile(r"users", re.I)),
+    ("user", re.compile(rf"users/(?P<user>{_ID})", re.I)),
+    ("messages", re.compile(rf"users/(?P<user>{_ID})/messages", re.I)),
+    ("folder_messages", re.compile(rf"users/(?P<user>{_ID})/mailfolders/(?P<folder>{_ID})/messages", re.I)),
+)
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """A supported subscription resource; ``resource`` is its one canonical spelling (the comparison key)."""
+
+    kind: ResourceKind
+    user: str | None = None
+    folder: str | None = None
+
+    @property
+    def resource(self) -> str:
+        """The resource as sent to Graph: user ids/UPNs are case-insensitive, so lower-cased; folder ids are not."""
+        if self.kind == "users":
+            return "users"
+        if self.kind == "user":
+            return f"users/{self.user}"
+        if self.kind == "messages":
+            return f"users/{self.user}/messages"
+        return f"users/{self.user}/mailFolders/{self.folder}/messages"
+
+    @property
+    def max_lifetime(self) -> timedelta:
+        return USERS_MAX_LIFETIME if self.kind in ("users", "user") else MESSAGES_MAX_LIFETIME
+
+
+@dataclass(frozen=True)
+class DesiredSubscription:
+    """One entry of the desired state."""
+
+    spec: ResourceSpec
+    change_types: tuple[str, ...]
+
+
+def parse_resource(text: str) -> ResourceSpec:
+    """A resource path in one of the supported shapes; ``ValueError`` (with the reason) otherwise."""
+    path = text.strip().strip("/")
+    for kind, pattern in _SHAPES:
+        match = pattern.fullmatch(path)
+        if match is None:
+            continue
+        groups = match.groupdict()
+        user = groups.get("user")
+        folder = groups.get("folder")
+        return ResourceSpec(kind, user.lower() if user else None, folder)
+    raise ValueError(f"unsupported resource {_shown(text)}; expected one of {SUPPORTED}")
+
+
+def parse_change_types(text: str) -> tuple[str, ...]:
+    """``created,updated`` → ``("created", "updated")`` in a fixed order; ``ValueError`` otherwise."""
+    names = [name.strip().lower() for name in text.split(",")]
+    unknown = [name for name in names if name not in CHANGE_TYPES]
+    if unknown:
+        raise ValueError(
+            f"unknown change types {', '.join(_shown(n) for n in unknown[:5])}; expected {', '.join(CHANGE_TYPES)}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"repeated change types in {_shown(text)}")
+    return tuple(name for name in CHANGE_TYPES if name in names)
+
+
+def parse_desired(value: str | None, setting: str = "GRAPH_SUBSCRIPTIONS") -> tuple[DesiredSubscription, ...]:
+    """Parse the setting; one ``ConfigurationError`` names every bad entry (by position) and why."""
+    text = (value or "").strip()
+    if len(text) > MAX_LENGTH:
+        raise ConfigurationError(f"{setting}: at most {MAX_LENGTH} characters, got {len(text)}")
+    entries = [entry.strip() for entry in text.split(";")]
+    entries = [entry for entry in entries if entry]
+    if len(entries) > MAX_ENTRIES:
+        raise ConfigurationError(f"{setting}: at most {MAX_ENTRIES} subscriptions, got {len(entries)}")
+    problems: list[str] = []
+    desired: dict[str, DesiredSubscription] = {}
+    for position, entry in enumerate(entries, start=1):
+        resource, sep, change_types = entry.rpartition("=")  # folder ids may contain "="
+        try:
+            if not sep:
+                raise ValueError(f"{_shown(entry)} is not 'resource=changeType,...'")
+            spec = parse_resource(resource)
+            if spec.resource in desired:
+                raise ValueError(f"resource {spec.resource!r} is listed twice")
+            desired[spec.resource] = DesiredSubscription(spec, parse_change_types(change_types))
+        except ValueError as error:
+            problems.append(f"entry {position}: {error}")
+    if problems:
+        if len(problems) > MAX_ERRORS:
+            problems = [*problems[:MAX_ERRORS], f"... and {len(problems) - MAX_ERRORS} more"]
+        header = f"Invalid {setting} (format 'resource=created,updated; ...'):"
+        raise ConfigurationError(header + "\n  " + "\n  ".join(problems))
+    return tuple(desired.values())
+
+
+def _shown(text: str) -> str:
+    """A bounded quote of user input for error messages."""
+    return repr(text[:80] + ("..." if len(text) > 80 else ""))

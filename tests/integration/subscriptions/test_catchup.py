@@ -1,0 +1,127 @@
+"""Delta catch-up against the simulator: baseline, exactly-once changes, crash replay, 410 resync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from devtools.graphsim.client import SimControl
+from shared.events.model import Event
+from shared.graph.delta import DeltaReader
+from shared.graph.gateway import GraphGateway
+from shared.storage import Tables
+from shared.subscriptions.catchup import DeltaCatchup
+from shared.subscriptions.desired import parse_resource
+from tests.integration.subscriptions.conftest import Stack
+
+
+@pytest.fixture(name="stack")
+def _stack(make_stack: Any) -> Stack:
+    stack: Stack = make_stack("")
+    return stack
+
+
+async def test_first_run_is_a_baseline_and_publishes_nothing(stack: Stack, mailbox: str) -> None:
+    """The mailbox's 20-odd existing inbox messages (several pages) are not news downstream."""
+    result = await stack.catchup.catch_up(parse_resource(f"users/{mailbox}/messages"))
+
+    assert result.baseline
+    assert stack.published.events == []
+
+
+async def test_changes_after_the_baseline_are_published_exactly_once(
+    stack: Stack, graphsim: SimControl, mailbox: str
+) -> None:
+    """Created and changed messages become ``messages.updated``, deletions ``messages.deleted``; the
+    next run publishes nothing new."""
+    spec = parse_resource(f"users/{mailbox}/messages")
+    await stack.catchup.catch_up(spec)
+    [new] = graphsim.create_message(mailbox, count=1)
+    old = graphsim.messages(mailbox, folder="inbox")[0]["id"]
+    graphsim.update_message(mailbox, old, isRead=True)
+    gone = graphsim.messages(mailbox, folder="inbox")[1]["id"]
+    graphsim.delete_message(mailbox, gone)
+
+    result = await stack.catchup.catch_up(spec)
+    again = await stack.catchup.catch_up(spec)
+
+    assert result.published == 3
+    assert again.published == 0
+    assert sorted(stack.published.types()) == sorted(
+        [("messages.updated", new["id"]), ("messages.updated", old), ("messages.deleted", gone)]
+    )
+    assert {e.resource for e in stack.published.events} >= {f"Users/{mailbox}/Messages/{gone}"}
+
+
+async def test_users_delta_publishes_updates_and_deletions(stack: Stack, graphsim: SimControl) -> None:
+    """Users: the baseline costs one ``$deltatoken=latest`` call; later changes are published once."""
+    spec = parse_resource("users")
+    graphsim.clear_requests()
+    await stack.catchup.catch_up(spec)
+    assert len(graphsim.requests(route="GET /users/delta")) == 1
+    users = graphsim.users()
+    graphsim.update_user(users[0]["id"], jobTitle="Chief Tester")
+    graphsim.delete_user(users[1]["id"])
+
+    await stack.catchup.catch_up(spec)
+
+    assert sorted(stack.published.types()) == sorted(
+        [("users.updated", users[0]["id"]), ("users.deleted", users[1]["id"])]
+    )
+
+
+async def test_a_failed_publish_keeps_the_link_so_the_round_replays_with_the_same_ids(
+    stack: Stack, gateway: GraphGateway, tables: Tables, graphsim: SimControl, mailbox: str
+) -> None:
+    """The link is stored only after every change was published: a crash replays the round, and the
+    replayed events carry the same ids (so the deduplicating dispatcher drops the repeats)."""
+    spec = parse_resource(f"users/{mailbox}/messages")
+    await stack.catchup.catch_up(spec)
+    graphsim.create_message(mailbox, count=3)
+    seen: list[Event] = []
+
+    async def crash_on_second(event: Event) -> None:
+        seen.append(event)
+        if len(seen) == 2:
+            raise RuntimeError("worker died")
+
+    failing = DeltaCatchup(DeltaReader(gateway), tables, stack.leases, crash_on_second)
+    with pytest.raises(RuntimeError):
+        await failing.catch_up(spec)
+    assert await stack.catchup.pending() == [spec.resource]
+
+    await stack.catchup.run_pending()
+
+    assert len(stack.published.events) == 3
+    assert [e.id for e in seen] == [e.id for e in stack.published.events[:2]]
+    assert await stack.catchup.pending() == []
+
+
+async def test_an_invalidated_delta_link_leads_to_a_full_resync(
+    stack: Stack, graphsim: SimControl, mailbox: str
+) -> None:
+    """410 ``SyncStateNotFound``: the round starts over and publishes every current inbox message as
+    updated (what changed in the gap is unknown); the new link then works normally."""
+    spec = parse_resource(f"users/{mailbox}/messages")
+    await stack.catchup.catch_up(spec)
+    graphsim.invalidate_delta("mail")
+
+    result = await stack.catchup.catch_up(spec)
+
+    inbox = {m["id"] for m in graphsim.messages(mailbox, folder="inbox")}
+    assert result.resynced
+    assert result.published == len(inbox)
+    assert {e.message_id for e in stack.published.events} == inbox
+    assert {e.type for e in stack.published.events} == {"messages.updated"}
+    assert (await stack.catchup.catch_up(spec)).published == 0
+
+
+async def test_a_single_user_resource_publishes_one_update_per_catch_up(stack: Stack, mailbox: str) -> None:
+    """``users/{id}`` has no delta of its own: after the baseline, a catch-up says "this user changed"."""
+    spec = parse_resource(f"users/{mailbox}")
+    assert (await stack.catchup.catch_up(spec)).baseline
+
+    await stack.catchup.catch_up(spec)
+
+    assert stack.published.types() == [("users.updated", mailbox)]

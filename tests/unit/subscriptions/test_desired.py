@@ -1,0 +1,108 @@
+"""Parsing the desired-state setting: valid forms, clear errors for malformed and hostile values."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.errors import ConfigurationError
+from shared.subscriptions.desired import (
+    MAX_ENTRIES,
+    DesiredSubscription,
+    ResourceSpec,
+    parse_desired,
+    parse_resource,
+)
+
+
+def test_parses_every_supported_resource_with_whitespace_and_a_trailing_separator() -> None:
+    """Case-insensitive literal segments; UPNs lower-cased; folder ids kept as written; types ordered."""
+    desired = parse_desired(
+        " users = deleted , updated ;Users/Adele@Contoso.com/Messages=created;"
+        "users/0e2b/mailFolders/AAMkAG-_=/messages=created,deleted; /users/0e2b/=updated; "
+    )
+
+    assert desired == (
+        DesiredSubscription(ResourceSpec("users"), ("updated", "deleted")),
+        DesiredSubscription(ResourceSpec("messages", "adele@contoso.com"), ("created",)),
+        DesiredSubscription(ResourceSpec("folder_messages", "0e2b", "AAMkAG-_="), ("created", "deleted")),
+        DesiredSubscription(ResourceSpec("user", "0e2b"), ("updated",)),
+    )
+    assert [d.spec.resource for d in desired] == [
+        "users",
+        "users/adele@contoso.com/messages",
+        "users/0e2b/mailFolders/AAMkAG-_=/messages",
+        "users/0e2b",
+    ]
+
+
+@pytest.mark.parametrize("value", [None, "", "  ", ";;"])
+def test_an_empty_value_means_no_subscriptions(value: str | None) -> None:
+    assert parse_desired(value) == ()
+
+
+def test_lifetimes_follow_graphs_maximum_per_resource() -> None:
+    """Users 41,760 minutes, mail 10,080 minutes."""
+    assert parse_resource("users").max_lifetime == timedelta(minutes=41_760)
+    assert parse_resource("users/a").max_lifetime == timedelta(minutes=41_760)
+    assert parse_resource("users/a/messages").max_lifetime == timedelta(minutes=10_080)
+    assert parse_resource("users/a/mailFolders/inbox/messages").max_lifetime == timedelta(minutes=10_080)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("users", "entry 1: 'users' is not 'resource=changeType,...'"),
+        ("users=", "entry 1: unknown change types ''"),
+        ("users=updated,removed", "entry 1: unknown change types 'removed'"),
+        ("users=updated,updated", "entry 1: repeated change types"),
+        ("groups=updated", "entry 1: unsupported resource 'groups'"),
+        ("users/a/events=created", "entry 1: unsupported resource 'users/a/events'"),
+        ("users/a/messages/b=updated", "entry 1: unsupported resource"),
+        ("users/a b/messages=created", "entry 1: unsupported resource"),
+        ("users/a?x=1/messages=created", "entry 1: unsupported resource"),
+        ("users=updated; USERS=deleted", "entry 2: resource 'users' is listed twice"),
+    ],
+)
+def test_malformed_entries_are_named_with_the_reason(value: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_desired(value, setting="GRAPH_SUBSCRIPTIONS")
+
+    assert "GRAPH_SUBSCRIPTIONS" in caught.value.message
+    assert expected in caught.value.message
+
+
+def test_every_bad_entry_is_reported_at_once() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_desired("users=nope; users/a/messages=created; teams=updated")
+
+    assert "entry 1:" in caught.value.message
+    assert "entry 3:" in caught.value.message
+    assert "entry 2:" not in caught.value.message
+
+
+def test_a_huge_value_is_refused_without_echoing_it() -> None:
+    """Hostile input: a megabyte of text yields a short error, not the text."""
+    with pytest.raises(ConfigurationError) as caught:
+        parse_desired("users=updated;" * 100_000)
+
+    assert len(caught.value.message) < 200
+
+
+def test_too_many_entries_are_refused() -> None:
+    value = ";".join(f"users/u{i}/messages=created" for i in range(MAX_ENTRIES + 1))
+
+    with pytest.raises(ConfigurationError, match=f"at most {MAX_ENTRIES} subscriptions"):
+        parse_desired(value)
+
+
+def test_many_bad_entries_produce_a_bounded_message() -> None:
+    """Hundreds of unknown resources: ten are listed, the rest counted; long input is cut in quotes."""
+    value = ";".join(f"{'x' * 150}{i}=created" for i in range(150))
+
+    with pytest.raises(ConfigurationError) as caught:
+        parse_desired(value)
+
+    assert "... and 140 more" in caught.value.message
+    assert len(caught.value.message) < 3000
