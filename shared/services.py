@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from shared.events.processor import NotificationProcessor
     from shared.events.subscriptions_registry import SubscriptionRegistry
     from shared.events.webhook import NotificationWebhook
+    from shared.subscriptions.service import SubscriptionService
     from shared.graph.gateway import GraphGateway
     from shared.resilience.breaker import BreakerPolicy, BreakerRegistry
     from shared.resilience.retry import RetryPolicy
@@ -345,15 +346,59 @@ async def _make_lifecycle_processor() -> LifecycleProcessor:
     return LifecycleProcessor(await registry.get(LIFECYCLE_REACTIONS), await registry.get(QUEUES))
 
 
-def _make_lifecycle_reactions() -> LifecycleReactions:
-    from shared.events.lifecycle import LoggingLifecycleReactions
-
-    return LoggingLifecycleReactions()
-
-
 SUBSCRIPTION_REGISTRY: Service[SubscriptionRegistry] = Service("subscription_registry", _make_subscription_registry)
 WEBHOOK: Service[NotificationWebhook] = Service("webhook", _make_webhook)
 DISPATCHER: Service[ExactlyOnceDispatcher] = Service("dispatcher", _make_dispatcher)
 PROCESSOR: Service[NotificationProcessor] = Service("processor", _make_processor)
-LIFECYCLE_REACTIONS: Service[LifecycleReactions] = Service("lifecycle_reactions", _make_lifecycle_reactions)
 LIFECYCLE_PROCESSOR: Service[LifecycleProcessor] = Service("lifecycle_processor", _make_lifecycle_processor)
+
+
+# --- Subscription lifecycle --------------------------------------------------------------------------
+
+
+async def _make_subscriptions() -> SubscriptionService:
+    """The subscription service; delta catch-up publishes through the same deduplicating dispatcher as
+    live notifications, so overlapping sources cause no double effects."""
+    from datetime import timedelta
+
+    from shared.errors import TransientError
+    from shared.events.subscriptions_registry import SubscriptionRegistry
+    from shared.graph.delta import DeltaReader
+    from shared.graph.subscriptions import GraphSubscriptions
+    from shared.subscriptions.catchup import DeltaCatchup
+    from shared.subscriptions.desired import parse_desired
+    from shared.subscriptions.leases import LeaseStore
+    from shared.subscriptions.origins import OriginStore
+    from shared.subscriptions.service import SubscriptionConfig, SubscriptionService
+
+    current = settings()
+    tables = await registry.get(TABLES)
+    gateway = await registry.get(GRAPH)
+    dispatcher = await registry.get(DISPATCHER)
+
+    async def publish(event: Event) -> None:
+        result = await dispatcher.dispatch(event)
+        if result.failed:
+            raise TransientError(f"handlers {', '.join(result.failed)} failed for {event.type}", service="events")
+
+    leases = LeaseStore(tables)
+    subscriptions: SubscriptionRegistry = await registry.get(SUBSCRIPTION_REGISTRY)
+    return SubscriptionService(
+        GraphSubscriptions(gateway),
+        subscriptions,
+        OriginStore(tables),
+        leases,
+        DeltaCatchup(DeltaReader(gateway), tables, leases, publish),
+        desired=parse_desired(current.graph_subscriptions),
+        webhook_base=current.webhook_base_url or "",
+        config=SubscriptionConfig(renew_before=timedelta(hours=current.subscription_renew_before_hours)),
+    )
+
+
+async def _make_subscription_reactions() -> LifecycleReactions:
+    return await registry.get(SUBSCRIPTIONS)
+
+
+SUBSCRIPTIONS: Service[SubscriptionService] = Service("subscriptions", _make_subscriptions)
+# The lifecycle processor's reactions are the subscription service (a Protocol view of it).
+LIFECYCLE_REACTIONS: Service[LifecycleReactions] = Service("lifecycle_reactions", _make_subscription_reactions)

@@ -190,6 +190,11 @@ class Settings:
     graph_mailbox_concurrency: int
     webhook_max_body_bytes: int
     forward_enrich: bool
+    webhook_base_url: str | None
+    graph_subscriptions: str
+    subscription_renewal_schedule: str
+    subscription_renew_before_hours: float
+    maintenance_schedule: str
     applicationinsights_connection_string: Secret | None = field(default=None)
 
     @property
@@ -330,9 +335,35 @@ def _read(env: Mapping[str, str]) -> tuple[Settings, list[str], list[SettingSpec
     webhook_max_body = r.number(
         "WEBHOOK_MAX_BODY_BYTES", 1_048_576, "largest notification POST accepted", low=1024, high=100 * 1024 * 1024
     )
+    webhook_base = r.url(
+        "WEBHOOK_BASE_URL", None, "public base URL Graph posts notifications to, e.g. https://<app>/api (https)"
+    )
+    desired = r.text("GRAPH_SUBSCRIPTIONS", "", "subscriptions to keep alive: resource=changeTypes; ... (docs)")
+    ncrontab = r"\S+( \S+){5}"
+    renewal_schedule = r.text(
+        "SUBSCRIPTION_RENEWAL_SCHEDULE",
+        "0 */30 * * * *",
+        "NCRONTAB of the renewal/reconcile timer (also runs at start)",
+        pattern=ncrontab,
+    )
+    renew_before = r.number(
+        "SUBSCRIPTION_RENEW_BEFORE_HOURS", 48.0, "renew when less than this lifetime is left", low=1.0, high=600.0
+    )
+    maintenance_schedule = r.text(
+        "MAINTENANCE_SCHEDULE", "0 */15 * * * *", "NCRONTAB of the cache and dedupe sweeper", pattern=ncrontab
+    )
     forward_enrich = r.boolean("FORWARD_ENRICH", False, "add the changed resource (one Graph call) to forwarded events")
 
     base_url = base_url or ""
+    if desired:
+        from shared.subscriptions.desired import parse_desired
+
+        try:
+            parse_desired(desired, "GRAPH_SUBSCRIPTIONS")
+        except ConfigurationError as error:
+            r.errors.append(error.message)
+        if webhook_base is None:
+            r.errors.append("GRAPH_SUBSCRIPTIONS: needs WEBHOOK_BASE_URL (where Graph should post notifications)")
     if max_stale < 4 * max(user_ttl, messages_ttl):
         r.errors.append("CACHE_MAX_STALE_SECONDS: expected at least 4x the largest CACHE_*_TTL_SECONDS")
     if breaker_max_open < breaker_open:
@@ -382,6 +413,11 @@ def _read(env: Mapping[str, str]) -> tuple[Settings, list[str], list[SettingSpec
         graph_mailbox_concurrency=mailbox_concurrency,
         webhook_max_body_bytes=webhook_max_body,
         forward_enrich=forward_enrich,
+        webhook_base_url=webhook_base,
+        graph_subscriptions=desired or "",
+        subscription_renewal_schedule=renewal_schedule or "0 */30 * * * *",
+        subscription_renew_before_hours=renew_before,
+        maintenance_schedule=maintenance_schedule or "0 */15 * * * *",
     )
     return settings, r.errors, r.specs
 

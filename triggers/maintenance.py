@@ -1,4 +1,4 @@
-"""Health endpoint (and, later, maintenance timers)."""
+"""Health endpoint and the sweeper timer (expired cache rows, old dedupe markers)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import azure.functions as func
 
 from shared.health import check_health
 from shared.http import json_response, run_http
+from shared.maintenance import run_sweep
 from shared.services import registry
 
 bp = func.Blueprint()
@@ -19,3 +20,9 @@ async def health(req: func.HttpRequest, context: func.Context) -> func.HttpRespo
         return json_response(body, status, {"Cache-Control": "no-store"})
 
     return await run_http("health", context, handle)
+
+
+@bp.function_name("sweep")
+@bp.timer_trigger(arg_name="timer", schedule="%MAINTENANCE_SCHEDULE%", use_monitor=True)
+async def sweep(timer: func.TimerRequest, context: func.Context) -> None:
+    await run_sweep(context.invocation_id)

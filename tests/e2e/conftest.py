@@ -40,6 +40,9 @@ def app_env(storage_connection_string: str, graph_base_url: str, **overrides: st
         "RETRY_BUDGET_SECONDS": "3",
         "RETRY_MAX_RETRY_AFTER_SECONDS": "2",
         "LOG_LEVEL": "INFO",
+        # Timers: renewal runs at start (nothing desired unless a test says so), then yearly; no sweeps.
+        "SUBSCRIPTION_RENEWAL_SCHEDULE": "0 0 0 1 1 *",
+        "MAINTENANCE_SCHEDULE": "0 0 0 1 1 *",
     }
     env.update(overrides)
     return env
@@ -58,9 +61,9 @@ def _start_app(
     """Start the real function_app under the harness (any number of instances); settings may be overridden."""
     clients: list[httpx.Client] = []
 
-    def start(env: Mapping[str, str] | None = None, **overrides: str) -> RunningApp:
+    def start(env: Mapping[str, str] | None = None, *, port: int | None = None, **overrides: str) -> RunningApp:
         merged = env or app_env(storage_connection_string, graphsim_server.base_url, **overrides)
-        host = funchost_factory(ROOT, merged)
+        host = funchost_factory(ROOT, merged, port=port)
         client = httpx.Client(base_url=host.base_url, headers={"x-functions-key": host.function_key}, timeout=30)
         clients.append(client)
         return RunningApp(host, client, dict(merged))

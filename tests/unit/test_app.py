@@ -18,6 +18,13 @@ EXPECTED = {
     "lifecycle_notifications": ("httpTrigger", "notifications/lifecycle", "anonymous"),
     "process_notifications": ("queueTrigger", "graph-notifications", "AzureWebJobsStorage"),
     "process_lifecycle": ("queueTrigger", "graph-lifecycle", "AzureWebJobsStorage"),
+    "list_subscriptions": ("httpTrigger", "subscriptions", "admin"),
+    "create_subscription": ("httpTrigger", "subscriptions", "admin"),
+    "get_subscription": ("httpTrigger", "subscriptions/{subscription_id}", "admin"),
+    "delete_subscription": ("httpTrigger", "subscriptions/{subscription_id}", "admin"),
+    "renew_subscription": ("httpTrigger", "subscriptions/{subscription_id}/renew", "admin"),
+    "renew_subscriptions": ("timerTrigger", "%SUBSCRIPTION_RENEWAL_SCHEDULE%", True),
+    "sweep": ("timerTrigger", "%MAINTENANCE_SCHEDULE%", False),
 }
 
 
@@ -44,9 +51,12 @@ def test_indexed_functions_and_triggers() -> None:
         if trigger == "httpTrigger":
             assert binding["route"] == target
             assert str(binding["authLevel"]).lower() == extra
-        else:
+        elif trigger == "queueTrigger":
             assert binding["queueName"] == target
             assert binding["connection"] == extra
+        else:
+            assert binding["schedule"] == target
+            assert bool(binding.get("runOnStartup")) is extra
 
 
 def test_import_is_cheap_and_clean() -> None:

@@ -108,3 +108,29 @@ def test_sample_settings_are_valid() -> None:
     """The sample file's values pass validation as they are."""
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
     assert Settings.from_env(sample).graph_mode == "simulator"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("users=updated;bogus=created", "GRAPH_SUBSCRIPTIONS"),
+        ("users=exploded", "GRAPH_SUBSCRIPTIONS"),
+        ("users/../../x/messages=created", "GRAPH_SUBSCRIPTIONS"),
+        ("users=created;" * 3000, "GRAPH_SUBSCRIPTIONS"),
+    ],
+)
+def test_malformed_desired_subscriptions_fail_at_start(value: str, expected: str) -> None:
+    """A malformed desired-state setting is a configuration error naming the setting, not a runtime surprise."""
+    message = _error({**VALID, "GRAPH_SUBSCRIPTIONS": value, "WEBHOOK_BASE_URL": "http://127.0.0.1:7071/api"})
+    assert expected in message
+
+
+def test_desired_subscriptions_need_a_webhook_url() -> None:
+    """Subscriptions without a public webhook URL cannot be created: said at start."""
+    assert "needs WEBHOOK_BASE_URL" in _error({**VALID, "GRAPH_SUBSCRIPTIONS": "users=updated"})
+
+
+@pytest.mark.parametrize("schedule", ["every minute", "* * * * *", "0 */5 * * * * *x y"])
+def test_schedules_must_be_six_field_ncrontab(schedule: str) -> None:
+    """Timer schedules are NCRONTAB with seconds first (six fields)."""
+    assert "SUBSCRIPTION_RENEWAL_SCHEDULE" in _error({**VALID, "SUBSCRIPTION_RENEWAL_SCHEDULE": schedule})
