@@ -32,10 +32,10 @@ if TYPE_CHECKING:
     from shared.events.processor import NotificationProcessor
     from shared.events.subscriptions_registry import SubscriptionRegistry
     from shared.events.webhook import NotificationWebhook
-    from shared.subscriptions.service import SubscriptionService
     from shared.graph.gateway import GraphGateway
     from shared.resilience.breaker import BreakerPolicy, BreakerRegistry
     from shared.resilience.retry import RetryPolicy
+    from shared.subscriptions.service import SubscriptionService
 
 T = TypeVar("T")
 Factory = Callable[[], "T | Awaitable[T]"]
@@ -362,7 +362,6 @@ async def _make_subscriptions() -> SubscriptionService:
     from datetime import timedelta
 
     from shared.errors import TransientError
-    from shared.events.subscriptions_registry import SubscriptionRegistry
     from shared.graph.delta import DeltaReader
     from shared.graph.subscriptions import GraphSubscriptions
     from shared.subscriptions.catchup import DeltaCatchup
