@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
     from azure.storage.queue.aio import QueueServiceClient
 
-    from shared.api.users import DirectoryApi
+    from shared.api.users import DirectoryApi, GraphReads
     from shared.cache import CacheManager, CachePolicy
     from shared.events.dispatch import ExactlyOnceDispatcher
     from shared.events.lifecycle import LifecycleProcessor, LifecycleReactions
@@ -281,8 +281,10 @@ GRAPH: Service[GraphGateway] = Service("graph", _make_gateway, _close_gateway)
 async def _make_directory() -> DirectoryApi:
     from shared.api.users import DirectoryApi
 
-    gateway = await registry.get(GRAPH)
-    return DirectoryApi(await registry.get(CACHE), gateway)
+    async def graph() -> GraphReads:
+        return await registry.get(GRAPH)
+
+    return DirectoryApi(await registry.get(CACHE), graph)
 
 
 DIRECTORY: Service[DirectoryApi] = Service("directory", _make_directory)

@@ -9,6 +9,7 @@ Cache layout (the notification handlers invalidate by these names, see ``CACHE_N
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from shared.api.params import DEFAULT_MESSAGE_FIELDS, PageRequest, UserId, encode_cursor
@@ -67,11 +68,18 @@ def user_key(guid: str) -> CacheKey:
 
 
 class DirectoryApi:
-    """Reads users and message pages, cache first; Graph failures surface as the app's errors."""
+    """Reads users and message pages, cache first; Graph failures surface as the app's errors.
 
-    def __init__(self, cache: CacheManager, graph: GraphReads) -> None:
+    ``graph`` is a provider, awaited only when a fetch actually happens: a process answering from cache
+    never builds the Graph client (nor imports the SDK).
+    """
+
+    def __init__(self, cache: CacheManager, graph: Callable[[], Awaitable[GraphReads]]) -> None:
         self._cache = cache
-        self._graph = graph
+        self._graph_provider = graph
+
+    async def _graph(self) -> GraphReads:
+        return await self._graph_provider()
 
     async def _guid(self, user: UserId, prefetched: dict[str, dict[str, Any]]) -> str:
         """The user's guid; a UPN is resolved through the alias cache (one Graph call when cold, which
@@ -80,7 +88,8 @@ class DirectoryApi:
             return user.value
 
         async def resolve() -> dict[str, Any]:
-            shaped = shape_user(await self._graph.get_user(user.value, select=list(USER_FIELDS)))
+            graph = await self._graph()
+            shaped = shape_user(await graph.get_user(user.value, select=list(USER_FIELDS)))
             prefetched["user"] = shaped
             return {"id": shaped["id"].lower()}
 
@@ -98,7 +107,8 @@ class DirectoryApi:
         async def fetch() -> dict[str, Any]:
             if "user" in prefetched:
                 return prefetched.pop("user")
-            return shape_user(await self._graph.get_user(guid, select=list(USER_FIELDS)))
+            graph = await self._graph()
+            return shape_user(await graph.get_user(guid, select=list(USER_FIELDS)))
 
         return await self._cache.get_or_set(user_key(guid), fetch)
 
@@ -113,9 +123,8 @@ class DirectoryApi:
         )
 
         async def fetch() -> dict[str, Any]:
-            items, next_skip = await self._graph.list_messages(
-                guid, top=page.top, select=list(page.fields), skip=page.skip
-            )
+            graph = await self._graph()
+            items, next_skip = await graph.list_messages(guid, top=page.top, select=list(page.fields), skip=page.skip)
             shaped = [{name: item.get(name) for name in page.fields} for item in items]
             cursor = encode_cursor(PageRequest(page.top, page.fields, next_skip)) if next_skip else None
             return {"items": shaped, "next_cursor": cursor}
