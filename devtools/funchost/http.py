@@ -135,7 +135,7 @@ class HttpFrontend:
         app.router.add_get("/admin/host/status", self._host_status)
         app.router.add_get("/admin/functions", self._list_functions)
         app.router.add_post("/admin/functions/{name}", self._run_function)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._dispatch)  # also paths with encoded newlines
         return app
 
     # Admin -------------------------------------------------------------------------------------
@@ -175,18 +175,20 @@ class HttpFrontend:
         path = request.path
         if path.lower().startswith("/admin/"):
             return _error(404)
-        path_matched = False
+        allowed: set[str] = set()
         for route in self._routes:
             params = route.template.match(path)
             if params is None:
                 continue
-            path_matched = True
             if request.method.upper() not in route.function.methods:
+                allowed.update(route.function.methods)
                 continue
             if not authorized(route.function.auth_level, request, self._keys):
                 return _error(401)
             return await self._invoke(route.function, request, params)
-        return _error(405 if path_matched else 404)
+        if allowed:  # RFC 9110: a 405 names the methods the resource supports
+            return web.Response(status=405, headers={"Allow": ", ".join(sorted(allowed))})
+        return _error(404)
 
     async def _invoke(self, function: FunctionInfo, request: web.Request, params: Mapping[str, str]) -> web.Response:
         try:

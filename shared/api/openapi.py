@@ -44,6 +44,44 @@ _USER_ID = {
 _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
 
 
+def _webhook(operation_id: str, summary: str) -> dict[str, Any]:
+    """A Graph webhook: the validation handshake, or a POST of notifications that are persisted, then 202."""
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "security": [],
+            "parameters": [
+                {
+                    "name": "validationToken",
+                    "in": "query",
+                    "required": False,
+                    "description": "Graph's validation handshake: echoed back as text/plain",
+                    "schema": {"type": "string", "maxLength": 1024, "pattern": "^[^\\x00-\\x1f\\x7f]*$"},
+                }
+            ],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["value"],
+                            "properties": {"value": {"type": "array", "items": {"type": "object"}}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {"description": "handshake", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "202": _json({"$ref": "#/components/schemas/Accepted"}, "every accepted item was persisted"),
+                "400": _json(_ERROR, "not a notification body, or a bad validation token"),
+                "503": _json(_ERROR, "could not persist; Graph retries", _RETRY_AFTER),
+            },
+        }
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The whole document (built on demand: it is small and served rarely)."""
     nullable_string = {"type": ["string", "null"]}
@@ -75,6 +113,8 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
                 }
             },
+            "/notifications": _webhook("notifications", "Graph change notifications (validated by clientState)"),
+            "/notifications/lifecycle": _webhook("lifecycleNotifications", "Graph lifecycle notifications"),
             "/users/{user_id}": {
                 "get": {
                     "operationId": "getUser",
@@ -132,6 +172,16 @@ def openapi_document() -> dict[str, Any]:
                             "required": ["code", "message"],
                             "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
                         }
+                    },
+                },
+                "Accepted": {
+                    "type": "object",
+                    "required": ["accepted", "dropped"],
+                    "properties": {
+                        "accepted": {"type": "integer"},
+                        "lifecycle": {"type": "integer"},
+                        "messages": {"type": "integer"},
+                        "dropped": {"type": "object", "additionalProperties": {"type": "integer"}},
                     },
                 },
                 "Health": {
