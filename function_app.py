@@ -2,10 +2,11 @@
 
 import azure.functions as func
 
-from triggers import maintenance, notifications, subscriptions, users_api
+from triggers import maintenance, notifications, operations, subscriptions, users_api
 
 app = func.FunctionApp()
 app.register_functions(maintenance.bp)
 app.register_functions(users_api.bp)
 app.register_functions(notifications.bp)
 app.register_functions(subscriptions.bp)
+app.register_functions(operations.bp)

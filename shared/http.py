@@ -81,11 +81,17 @@ _logging_configured = False
 
 
 def configure_logging_once() -> None:
-    """Apply the logging settings on the first invocation of the process (not at import)."""
+    """Apply the logging settings (and Azure Monitor export, when configured) on the process's first
+    invocation, not at import."""
     global _logging_configured
     if not _logging_configured:
         from shared.services import settings
 
         current = settings()
         configure_logging(current.log_level, current.log_format)
+        if current.applicationinsights_connection_string is not None:
+            from shared.services import registry
+            from shared.status import start_telemetry
+
+            start_telemetry(current.applicationinsights_connection_string.reveal(), registry)
         _logging_configured = True

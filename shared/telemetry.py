@@ -103,6 +103,10 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
         for handler in root.handlers:
             if not any(isinstance(f, CorrelationFilter) for f in handler.filters):
                 handler.addFilter(CorrelationFilter())
+            # A console handler someone else installed (the local harness) writes JSON lines when asked to;
+            # the Functions worker's own handler (not a StreamHandler) keeps its format.
+            if log_format == "json" and type(handler) is logging.StreamHandler:
+                handler.setFormatter(JsonFormatter())
         return
     handler = logging.StreamHandler()
     handler.addFilter(CorrelationFilter())

@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
+from shared import metrics
 from shared.cache.codec import ValueTooLargeError, content_hash, decode_json, encode_json, pack
 from shared.cache.entry import Entry
 from shared.cache.keys import CacheKey
@@ -170,12 +171,15 @@ class CacheManager:
         try:
             if outcome is None:
                 flight = (key, generation, self._epoch)
-                outcome = await self._loads.run(flight, lambda: self._load(key, fetch, fresh, generation))
+                with metrics.span("cache.load", {"cache.namespace": key.namespace}):
+                    outcome = await self._loads.run(flight, lambda: self._load(key, fetch, fresh, generation))
         except Exception:
             self.stats.failures += 1
+            metrics.record_cache("failure")
             raise
         if isinstance(outcome, Entry):
             self.stats.negative_hits += 1
+            metrics.record_cache("negative-hit")
             raise _not_found(outcome)
         self._count(outcome.source)
         return cast(CacheResult[T], outcome)
@@ -485,6 +489,7 @@ class CacheManager:
         log.warning("cache degraded to memory and upstream for %.0f s: %s", self.policy.storage_cooldown, exc)
 
     def _count(self, source: Source) -> None:
+        metrics.record_cache(source)
         if source == "hit-l1":
             self.stats.hits_l1 += 1
         elif source == "hit-l2":

@@ -17,10 +17,12 @@ Failure handling, item by item:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared import metrics
 from shared.errors import InvalidInputError, TransientError
 from shared.events.dispatch import ExactlyOnceDispatcher
 from shared.events.notifications import (
@@ -85,10 +87,20 @@ class NotificationProcessor:
 
     async def process(self, body: bytes | str, dequeue_count: int = 1) -> ProcessResult:
         """Handle every item; raise ``HandlersFailedError`` at the end if any item must be retried."""
+        started = time.perf_counter()
+        with metrics.span("notifications.process", {"attempt": str(dequeue_count)}):
+            try:
+                result = await self._process(body, dequeue_count)
+            finally:
+                metrics.record_processing(time.perf_counter() - started)
+        return result
+
+    async def _process(self, body: bytes | str, dequeue_count: int) -> ProcessResult:
         try:
             envelope = parse_envelope(body, self.config.limits)
         except InvalidInputError as error:
             await write_poison(self._queues, self.config.queue, message_text(body), error.message)
+            metrics.record_notifications("poisoned", 1, "message")
             return ProcessResult(message_poisoned=True)
         gate = asyncio.Semaphore(self.config.item_concurrency)
 
@@ -105,6 +117,8 @@ class NotificationProcessor:
             failed=outcomes["failed"],
         )
         log.info("processed a notification message (attempt %d): %s", dequeue_count, result)
+        for stage, count in outcomes.items():
+            metrics.record_notifications(stage, count)
         if result.failed:
             raise HandlersFailedError(result, dequeue_count)
         return result

@@ -17,12 +17,14 @@ import asyncio
 import hmac
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from shared import metrics
 from shared.errors import InvalidInputError, TransientError
 from shared.events.notifications import (
     DEFAULT_LIMITS,
@@ -146,6 +148,17 @@ class NotificationWebhook:
     async def accept(self, body: bytes) -> AcceptResult:
         """Validate, authenticate per item, persist. ``InvalidInputError`` for a bad body (nothing kept),
         ``TransientError`` if storage failed (nothing may be claimed as accepted)."""
+        started = time.perf_counter()
+        try:
+            result = await self._accept(body)
+        finally:
+            metrics.record_webhook_ack(time.perf_counter() - started)
+        metrics.record_notifications("accepted", result.accepted)
+        for reason, count in result.dropped.items():
+            metrics.record_notifications("dropped", count, reason)
+        return result
+
+    async def _accept(self, body: bytes) -> AcceptResult:
         received_at = self._now()
         raw_items = parse_body(body, self.config.limits)
         dropped: Counter[str] = Counter()
@@ -188,7 +201,8 @@ class NotificationWebhook:
 
         try:
             async with asyncio.timeout(self.config.persist_timeout_seconds):
-                results = await asyncio.gather(*(self._send(q, m) for q, m in sends), return_exceptions=True)
+                with metrics.span("queue.send", {"messages": str(len(sends))}):
+                    results = await asyncio.gather(*(self._send(q, m) for q, m in sends), return_exceptions=True)
         except TimeoutError as error:
             raise _persist_failed(f"timed out after {self.config.persist_timeout_seconds} s") from error
         failures = [r for r in results if isinstance(r, BaseException)]

@@ -13,6 +13,7 @@ is redelivered by the host up to ``maxDequeueCount`` (5) times, so one notificat
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,7 +24,8 @@ from kiota_abstractions.native_response_handler import NativeResponseHandler
 from kiota_http.middleware.options import ResponseHandlerOption
 from msgraph import GraphServiceClient
 
-from shared.errors import UnavailableError
+from shared import metrics
+from shared.errors import CircuitOpenError, TransientError, UnavailableError
 from shared.graph.responses import TRANSPORT_ERRORS, json_body, transport_error
 from shared.resilience.breaker import BreakerRegistry
 from shared.resilience.limits import KeyedLimiter
@@ -82,13 +84,32 @@ class GraphGateway:
 
         async def once() -> dict[str, Any]:
             async with self._slot(mailbox):
+                started = time.perf_counter()
                 try:
                     response = await send()
                 except TRANSPORT_ERRORS as error:
+                    metrics.record_graph_attempt(workload, "transport_error", time.perf_counter() - started)
                     raise transport_error(error) from error
+                outcome = metrics.graph_outcome(response.status_code)
+                metrics.record_graph_attempt(workload, outcome, time.perf_counter() - started)
             return json_body(response)
 
-        return await call_with_retry(lambda: breaker.call(once), self._retry, on_retry=self._on_retry)
+        async def admitted() -> dict[str, Any]:
+            try:
+                return await breaker.call(once)
+            except CircuitOpenError:
+                metrics.record_graph_attempt(workload, "breaker_rejected", None)
+                raise
+
+        def on_retry(error: TransientError, attempt: int, wait: float) -> None:
+            status = error.status or 0
+            reason = "429" if status == 429 else "5xx" if status >= 500 else "transport_error"
+            metrics.record_graph_retry(workload, reason)
+            if self._on_retry is not None:
+                self._on_retry(error, attempt, wait)
+
+        with metrics.span("graph.call", {"graph.workload": workload}):
+            return await call_with_retry(admitted, self._retry, on_retry=on_retry)
 
     async def aclose(self) -> None:
         """Close the HTTP connections and the credential (process shutdown, tests)."""

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from typing import TypeVar
 
+from shared import metrics
 from shared.errors import (
     CircuitOpenError,
     PermanentError,
@@ -515,6 +516,7 @@ class Breaker:
         if view.generation != self._counts.generation:
             self._counts = _Counts(generation=view.generation)
         self._view, self._view_at = view, self._local()
+        metrics.note_breaker_state(self.key, view.state.value)
 
     async def _write_state(self, decide: Callable[[_View], _View | None], current: _View) -> _View:
         """Apply ``decide`` to the row with an ETag-conditional write; on a conflict re-read and decide
@@ -532,6 +534,7 @@ class Breaker:
                 current = await self._read_state()
                 continue
             self._remember(replace(wanted, etag=etag))
+            metrics.record_breaker_transition(self.key, wanted.state.value)
             return replace(wanted, etag=etag)
         log.warning("breaker %s: gave up writing state after %d conflicts", self.key, _WRITE_ATTEMPTS)
         return current

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,19 @@ def app_env(storage_connection_string: str, graph_base_url: str, **overrides: st
 
 
 StartApp = Callable[..., RunningApp]
+APP_QUEUES = ("graph-notifications", "graph-lifecycle", "graph-events")
+
+
+def clear_app_queues(connection_string: str) -> None:
+    """Empty the app's queues (and their poison queues): a message a previous test left for redelivery
+    must not be processed by this test's app (queue names are fixed, the Azurite is shared)."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.queue import QueueServiceClient
+
+    with QueueServiceClient.from_connection_string(connection_string) as service:
+        for name in APP_QUEUES + tuple(f"{q}-poison" for q in APP_QUEUES):
+            with contextlib.suppress(ResourceNotFoundError):
+                service.get_queue_client(name).clear_messages()
 
 
 @pytest.fixture(name="start_app")
@@ -63,6 +77,8 @@ def _start_app(
 
     def start(env: Mapping[str, str] | None = None, *, port: int | None = None, **overrides: str) -> RunningApp:
         merged = env or app_env(storage_connection_string, graphsim_server.base_url, **overrides)
+        if not clients:
+            clear_app_queues(merged["AzureWebJobsStorage"])
         host = funchost_factory(ROOT, merged, port=port)
         client = httpx.Client(base_url=host.base_url, headers={"x-functions-key": host.function_key}, timeout=30)
         clients.append(client)

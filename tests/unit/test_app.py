@@ -18,6 +18,8 @@ EXPECTED = {
     "lifecycle_notifications": ("httpTrigger", "notifications/lifecycle", "anonymous"),
     "process_notifications": ("queueTrigger", "graph-notifications", "AzureWebJobsStorage"),
     "process_lifecycle": ("queueTrigger", "graph-lifecycle", "AzureWebJobsStorage"),
+    "status": ("httpTrigger", "status", "admin"),
+    "dashboard": ("httpTrigger", "dashboard", "admin"),
     "list_subscriptions": ("httpTrigger", "subscriptions", "admin"),
     "create_subscription": ("httpTrigger", "subscriptions", "admin"),
     "get_subscription": ("httpTrigger", "subscriptions/{subscription_id}", "admin"),

@@ -1,0 +1,158 @@
+"""The status document behind ``GET /api/status``, the dashboard and ``python -m shared.ops status``.
+
+Shared state (breakers, subscriptions, queue depths) is read from Storage, so any instance (or the ops
+CLI) shows the same; the process section (cache counters, recent Graph outcomes, latency statistics) is
+this instance's own. Each section is read under a time limit and fails alone: with Storage down the page
+still shows what this process knows, and says which section is missing and why (an error type, never a
+message that could carry a secret). Subscriptions never show their ``clientState``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from shared import __version__, metrics
+from shared.resilience.breaker import BreakerSnapshot
+from shared.services import BREAKERS, CACHE, QUEUES, SUBSCRIPTION_REGISTRY, Registry, settings
+from shared.telemetry import get_logger, redact
+
+T = TypeVar("T")
+log = get_logger("status")
+
+# The gateway's breaker keys (shared.graph.gateway, which this module must not import: it loads msgraph).
+KNOWN_BREAKERS = ("graph-directory", "graph-mail", "graph-subscriptions")
+WORK_QUEUES = ("graph-notifications", "graph-lifecycle", "graph-events")
+SECTION_TIMEOUT_SECONDS = 5.0
+MAX_ERROR_CHARS = 300
+
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch else None
+
+
+def _breaker(snapshot: BreakerSnapshot) -> dict[str, Any]:
+    return {
+        "key": snapshot.key,
+        "state": snapshot.state.value,
+        "since": _iso(snapshot.since),
+        "retry_after_seconds": None if snapshot.retry_after is None else round(snapshot.retry_after, 1),
+        "calls": snapshot.calls,
+        "failures": snapshot.failures,
+        "trips": snapshot.trips,
+        "total_trips": snapshot.total_trips,
+        "storage": snapshot.storage,
+    }
+
+
+async def breakers_section(registry: Registry) -> list[dict[str, Any]]:
+    """Every known breaker (whether or not this instance used it yet) as the shared state row says."""
+    breakers = await registry.get(BREAKERS)
+    return [_breaker(await breakers.get(key).snapshot()) for key in KNOWN_BREAKERS]
+
+
+async def subscriptions_section(registry: Registry) -> list[dict[str, Any]]:
+    """Subscriptions by soonest expiry, without secrets; refreshes the expiry gauge's copy on the way."""
+    records = await (await registry.get(SUBSCRIPTION_REGISTRY)).list_all()
+    metrics.EXPIRY.update(metrics.Expiry(r.id, r.resource, r.expiration.timestamp()) for r in records)
+    now = datetime.now(UTC)
+    return [
+        {
+            "id": r.id,
+            "resource": r.resource,
+            "status": r.status,
+            "expiration": r.expiration.isoformat(),
+            "expires_in_seconds": round((r.expiration - now).total_seconds()),
+            "renewed_at": r.renewed_at.isoformat() if r.renewed_at else None,
+            "last_error": redact(r.last_error)[:MAX_ERROR_CHARS] if r.last_error else None,
+        }
+        for r in sorted(records, key=lambda r: r.expiration)
+    ]
+
+
+async def _queue(registry: Registry, name: str) -> dict[str, Any]:
+    queue = await (await registry.get(QUEUES)).get(name)
+    properties, oldest = await asyncio.gather(queue.get_queue_properties(), queue.peek_messages(max_messages=1))
+    inserted = oldest[0].inserted_on if oldest else None
+    age = (datetime.now(UTC) - inserted).total_seconds() if inserted is not None else None
+    return {
+        "name": name,
+        "poison": name.endswith("-poison"),
+        "depth": properties.approximate_message_count,
+        "oldest_age_seconds": None if age is None else max(0, round(age)),
+    }
+
+
+async def queues_section(registry: Registry) -> list[dict[str, Any]]:
+    """Approximate depth and age of the oldest message of each work queue and its poison queue."""
+    names = [n for queue in WORK_QUEUES for n in (queue, f"{queue}-poison")]
+    return list(await asyncio.gather(*(_queue(registry, name) for name in names)))
+
+
+def process_section(registry: Registry) -> dict[str, Any]:
+    """This instance's counters and statistics (in memory, no I/O)."""
+    cache = registry.peek(CACHE)
+    stats = metrics.get_metric_stats()
+    events = stats["events"]
+    outcomes = {
+        key.removeprefix("graph."): value["total"]
+        for key, value in events.items()
+        if key.startswith("graph.") and key != "graph.retries"
+    }
+    return {
+        "cache": cache.stats.snapshot() if cache is not None else None,
+        "graph": {
+            "window_seconds": stats["window_seconds"],
+            "outcomes": outcomes,
+            "throttled": outcomes.get("429", 0),
+            "throttled_series": events.get("graph.429", {}).get("series", []),
+            "retries": events.get("graph.retries", {}).get("total", 0),
+        },
+        "stats": stats,
+    }
+
+
+async def _section(name: str, read: Callable[[], Awaitable[T]], errors: dict[str, str]) -> T | None:
+    try:
+        return await asyncio.wait_for(read(), SECTION_TIMEOUT_SECONDS)
+    except Exception as error:  # one unreadable section must not hide the others
+        reason = "timeout" if isinstance(error, TimeoutError) else type(error).__name__
+        log.warning("status section %s unavailable: %s", name, reason)
+        errors[name] = reason
+        return None
+
+
+async def build_status(registry: Registry, *, include_process: bool = True) -> dict[str, Any]:
+    """The whole document; ``include_process`` False for the ops CLI, whose own process has nothing to show."""
+    errors: dict[str, str] = {}
+    breakers, subscriptions, queues = await asyncio.gather(
+        _section("breakers", lambda: breakers_section(registry), errors),
+        _section("subscriptions", lambda: subscriptions_section(registry), errors),
+        _section("queues", lambda: queues_section(registry), errors),
+    )
+    current = settings()
+    document: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(),
+        "version": __version__,
+        "graph_mode": current.graph_mode,
+        "breakers": breakers,
+        "subscriptions": subscriptions,
+        "queues": queues,
+    }
+    if include_process:
+        document.update(process_section(registry))
+    document["errors"] = errors
+    return document
+
+
+def start_telemetry(connection_string: str, registry: Registry) -> None:
+    """Export to Azure Monitor and let the expiry gauge re-read the registry (call from a running loop)."""
+    metrics.configure_azure_monitor(connection_string)
+
+    async def load() -> list[metrics.Expiry]:
+        records = await (await registry.get(SUBSCRIPTION_REGISTRY)).list_all()
+        return [metrics.Expiry(r.id, r.resource, r.expiration.timestamp()) for r in records]
+
+    metrics.EXPIRY.watch(load, asyncio.get_running_loop())

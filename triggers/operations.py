@@ -1,0 +1,32 @@
+"""Operator endpoints (admin key only): the status document and the dashboard page that renders it."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.dashboard import HEADERS, page
+from shared.http import json_response, run_http
+from shared.services import registry
+from shared.status import build_status
+
+bp = func.Blueprint()
+
+
+async def _status() -> func.HttpResponse:
+    return json_response(await build_status(registry), 200, {"Cache-Control": "no-store"})
+
+
+async def _dashboard() -> func.HttpResponse:
+    return func.HttpResponse(page(), status_code=200, headers=HEADERS, mimetype="text/html", charset="utf-8")
+
+
+@bp.function_name("status")
+@bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await run_http("status", context, _status)
+
+
+@bp.function_name("dashboard")
+@bp.route(route="dashboard", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def dashboard(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return await run_http("dashboard", context, _dashboard)
