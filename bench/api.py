@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -223,6 +224,45 @@ async def bench(stack: Stack, latency_ms: float, requests: int, tier_users: int)
         await registry.aclose()
 
 
+TELEMETRY_TARGET = 0.05
+
+
+async def telemetry_overhead(user_ids: Sequence[str], rounds: int = 4, count: int = 2000) -> list[str]:
+    """Median L1-hit time with telemetry off and on (OpenTelemetry SDK meter and tracer providers
+    installed, as with Azure Monitor but without an exporter), in alternating rounds."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from shared import metrics
+
+    samples: dict[str, list[float]] = {"off": [], "on": []}
+    meter_provider, tracer_provider = MeterProvider(), TracerProvider()
+    try:
+        for _ in range(rounds):
+            for mode in ("off", "on"):
+                if mode == "on":
+                    metrics.install(meter_provider, tracer_provider)
+                else:
+                    metrics.uninstall()
+                samples[mode] += (await l1_hit_timings(user_ids, count)).durations
+    finally:
+        metrics.uninstall()
+        meter_provider.shutdown()
+    off, on = (statistics.median(samples[m]) * 1000 for m in ("off", "on"))
+    change = on / off - 1
+    return [
+        f"Telemetry overhead on the L1-hit path ({rounds} alternating rounds of {count:,} calls each):",
+        "",
+        "| telemetry | n | median ms |",
+        "| --- | ---: | ---: |",
+        f"| off (no providers: every record call is a None check) | {len(samples['off']):,} | {off:.4f} |",
+        f"| on (OpenTelemetry SDK providers, no exporter) | {len(samples['on']):,} | {on:.4f} |",
+        "",
+        f"Difference: **{change:+.1%}** (target within ±{TELEMETRY_TARGET:.0%}: "
+        f"{verdict(abs(change) <= TELEMETRY_TARGET)}).",
+    ]
+
+
 async def measure(stack: Stack, latency_ms: float, requests: int, tier_users: int) -> str:
     users = [user["id"] for user in stack.sim.users()]
     if len(users) < USERS:
@@ -253,6 +293,9 @@ async def measure(stack: Stack, latency_ms: float, requests: int, tier_users: in
         f"the first L2 hit after a registry reset {first_l2 * 1000:.0f} ms (builds clients). "
         f"X-Cache seen: L1 loop {dict(l1.sources)}, L2 pass {dict(l2.sources)}, miss pass {dict(misses.sources)}.",
     ]
+
+    # 1b. Telemetry on (SDK providers, no exporter) vs off on the L1-hit path, interleaved rounds.
+    lines += ["", *await telemetry_overhead(cohort[:20])]
 
     # 2. Graph calls on a Zipf workload, through the cache (cold at start, then again warm) and without it.
     sequence = zipf_sequence(users, requests)

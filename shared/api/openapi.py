@@ -67,7 +67,15 @@ def _webhook(operation_id: str, summary: str) -> dict[str, Any]:
                         "schema": {
                             "type": "object",
                             "required": ["value"],
-                            "properties": {"value": {"type": "array", "items": {"type": "object"}}},
+                            "properties": {
+                                "value": {
+                                    "type": "array",
+                                    "maxItems": 1000,
+                                    "description": "Graph's notification items; each is validated on its own, "
+                                    "and an invalid one is dropped and counted without failing the others",
+                                    "items": {},
+                                }
+                            },
                         }
                     }
                 },

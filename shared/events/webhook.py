@@ -19,13 +19,14 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from shared import metrics
 from shared.errors import InvalidInputError, TransientError
+from shared.events.group_commit import GroupCommit
 from shared.events.notifications import (
     DEFAULT_LIMITS,
     LifecycleNotification,
@@ -105,27 +106,6 @@ def client_state_matches(received: str | None, expected: Secret | None) -> bool:
     return hmac.compare_digest(received.encode("utf-8", "surrogatepass"), expected.reveal().encode("utf-8"))
 
 
-def pack(item_json: list[str], received_at: datetime, max_text_bytes: int) -> list[str]:
-    """Greedily fill messages with whole items, in order; each message's UTF-8 stays ≤ ``max_text_bytes``."""
-    base = len(encode_envelope(received_at, []).encode("utf-8"))
-    messages: list[str] = []
-    current: list[str] = []
-    size = base
-    for text in item_json:
-        item_size = len(text.encode("utf-8"))
-        if base + item_size > max_text_bytes:
-            raise ValueError(f"an item of {item_size} bytes cannot fit in a queue message")
-        extra = item_size + (1 if current else 0)  # the comma between items
-        if size + extra > max_text_bytes:
-            messages.append(encode_envelope(received_at, current))
-            current, size, extra = [], base, item_size
-        current.append(text)
-        size += extra
-    if current:
-        messages.append(encode_envelope(received_at, current))
-    return messages
-
-
 class NotificationWebhook:
     """``accept(body)`` for both webhook endpoints; one instance per process."""
 
@@ -144,6 +124,9 @@ class NotificationWebhook:
         longest_time = datetime(2000, 1, 1, microsecond=1, tzinfo=UTC)  # isoformat drops zero microseconds
         envelope = len(encode_envelope(longest_time, []).encode("utf-8"))
         self._max_item_bytes = self.config.max_message_text_bytes - envelope
+        limit = self.config.max_message_text_bytes
+        self._changes = GroupCommit(self._sender(self.config.notifications_queue), limit)
+        self._lifecycle = GroupCommit(self._sender(self.config.lifecycle_queue), limit)
 
     async def accept(self, body: bytes) -> AcceptResult:
         """Validate, authenticate per item, persist. ``InvalidInputError`` for a bad body (nothing kept),
@@ -192,29 +175,26 @@ class NotificationWebhook:
         return AcceptResult(len(changes) + len(lifecycle), len(lifecycle), messages, dict(dropped))
 
     async def _persist(self, received_at: datetime, changes: list[str], lifecycle: list[str]) -> int:
-        limit = self.config.max_message_text_bytes
-        sends = [(self.config.notifications_queue, m) for m in pack(changes, received_at, limit)]
-        sends += [(self.config.lifecycle_queue, m) for m in pack(lifecycle, received_at, limit)]
-        if not sends:
-            return 0
+        """Both kinds of item through their queue's group commit; every send must succeed in time."""
         from azure.core.exceptions import AzureError
 
         try:
             async with asyncio.timeout(self.config.persist_timeout_seconds):
-                with metrics.span("queue.send", {"messages": str(len(sends))}):
-                    results = await asyncio.gather(*(self._send(q, m) for q, m in sends), return_exceptions=True)
+                with metrics.span("queue.send"):
+                    counts = await asyncio.gather(
+                        self._changes.persist(received_at, changes), self._lifecycle.persist(received_at, lifecycle)
+                    )
         except TimeoutError as error:
             raise _persist_failed(f"timed out after {self.config.persist_timeout_seconds} s") from error
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for failure in failures:
-            if not isinstance(failure, AzureError | OSError | TimeoutError):
-                raise failure
-        if failures:
-            raise _persist_failed(f"{len(failures)} of {len(sends)} sends failed ({type(failures[0]).__name__})")
-        return len(sends)
+        except (AzureError, OSError) as error:
+            raise _persist_failed(f"a send failed ({type(error).__name__})") from error
+        return sum(counts)
 
-    async def _send(self, queue: str, message: str) -> None:
-        await (await self._queues.get(queue)).send_message(message)
+    def _sender(self, queue: str) -> Callable[[str], Awaitable[None]]:
+        async def send(message: str) -> None:
+            await (await self._queues.get(queue)).send_message(message)
+
+        return send
 
 
 def _persist_failed(detail: str) -> TransientError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -16,8 +17,9 @@ from typing import Any
 import pytest
 
 from shared.errors import InvalidInputError, TransientError
+from shared.events.group_commit import GroupCommit, _Waiter, pack_waiters
 from shared.events.notifications import parse_envelope
-from shared.events.webhook import NotificationWebhook, WebhookConfig, pack, validation_token
+from shared.events.webhook import NotificationWebhook, WebhookConfig, validation_token
 from tests.unit.events import samples
 from tests.unit.events.fakes import FakeQueues, FakeRegistry
 
@@ -154,21 +156,53 @@ async def test_a_full_post_of_1000_items_is_packed_into_few_messages(
 
 
 @pytest.mark.parametrize("count", [1, 7, 100, 333])
-def test_packing_fills_messages_with_whole_items(count: int) -> None:
+async def test_packing_fills_messages_with_whole_items(count: int) -> None:
     """N equal items → ceil(N / items-per-message) messages; every item intact and in order."""
     items = [json.dumps({"n": f"{i:04}", "pad": "é" * 300}, ensure_ascii=False) for i in range(count)]
     limit = 10_000
-    messages = pack(items, RECEIVED, limit)
+    messages = [text for text, _ in pack_waiters([_Waiter(RECEIVED, items)], limit)]
     per_message = len(parse_envelope(messages[0]).items)
     assert len(messages) == math.ceil(count / per_message)
     assert all(len(m.encode()) <= limit for m in messages)
     assert [int(i["n"]) for m in messages for i in parse_envelope(m).items] == list(range(count))
 
 
-def test_packing_refuses_an_item_that_cannot_fit() -> None:
-    """An item larger than a message is a programming error, not silently split."""
-    with pytest.raises(ValueError, match="cannot fit"):
-        pack(["x" * 2000], RECEIVED, 1000)
+async def test_concurrent_posts_share_queue_messages() -> None:
+    """POSTs arriving together (or while a send is in flight) are packed together: 20 concurrent POSTs of
+    10 items travel in at most 2 messages instead of 20, and each POST is acknowledged."""
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        await asyncio.sleep(0.01)
+        sent.append(text)
+
+    commit = GroupCommit(send, 48 * 1024)
+    posts = [[json.dumps({"post": p, "n": n}) for n in range(10)] for p in range(20)]
+    counts = await asyncio.gather(*(commit.persist(RECEIVED, items) for items in posts))
+    assert counts == [1] * 20
+    assert len(sent) <= 2
+    delivered = [(i["post"], i["n"]) for text in sent for i in parse_envelope(text).items]
+    assert sorted(delivered) == [(p, n) for p in range(20) for n in range(10)]
+
+
+async def test_a_failed_send_fails_exactly_the_posts_it_carried() -> None:
+    """A POST whose items were in a failed message gets the error; POSTs only in other messages succeed."""
+    carried_by_failed: set[int] = set()
+
+    async def send(text: str) -> None:
+        await asyncio.sleep(0.01)
+        posts = {item["post"] for item in parse_envelope(text).items}
+        if 2 in posts:
+            carried_by_failed.update(posts)
+            raise OSError("storage down")
+
+    commit = GroupCommit(send, 400)  # small messages: the posts end up in different messages
+    posts = [[json.dumps({"post": p, "pad": "x" * 150})] for p in range(4)]
+    results = await asyncio.gather(*(commit.persist(RECEIVED, items) for items in posts), return_exceptions=True)
+    failed = {p for p, r in enumerate(results) if isinstance(r, OSError)}
+    assert failed == carried_by_failed
+    assert 2 in failed
+    assert len(failed) < 4
 
 
 def test_the_webhook_path_imports_no_graph_sdk() -> None:
