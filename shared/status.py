@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared import __version__, metrics
-from shared.resilience.breaker import BreakerSnapshot
 from shared.services import BREAKERS, CACHE, QUEUES, SUBSCRIPTION_REGISTRY, Registry, settings
 from shared.telemetry import get_logger, redact
+
+if TYPE_CHECKING:  # the breaker package (and tenacity, azure.core) stays off the import path of the app
+    from shared.resilience.breaker import BreakerSnapshot
 
 T = TypeVar("T")
 log = get_logger("status")

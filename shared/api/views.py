@@ -7,15 +7,17 @@ of the content) and ``Cache-Control``; ``If-None-Match`` with a matching ETag is
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
 from shared.api.openapi import openapi_document
 from shared.api.params import parse_page_request, parse_user_id
-from shared.cache import CacheResult
 from shared.http import json_response
 from shared.services import DIRECTORY, registry, settings
+
+if TYPE_CHECKING:  # the cache package (and azure.core) is imported on first use, not with the app
+    from shared.cache import CacheResult
 
 
 def _etag_matches(if_none_match: str | None, etag: str) -> bool:
