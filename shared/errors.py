@@ -21,6 +21,8 @@ is the only distinction retry, breaker and API layers need. Errors become HTTP r
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 
 class AppError(Exception):
     """Base of every error the app raises on purpose."""
@@ -46,26 +48,27 @@ class InvalidInputError(AppError):
     code = "invalid_request"
 
 
+class UpstreamDetails(TypedDict, total=False):
+    """What an upstream failure may say about itself (all optional)."""
+
+    code: str | None  # our code, when a subclass's default does not fit
+    status: int | None  # the dependency's HTTP status; None for transport failures
+    service: str  # which dependency: "graph" (default), "storage", a breaker key, ...
+    upstream_code: str | None  # the dependency's own error code (Graph's error.code)
+    request_id: str | None  # the dependency's request id, for support cases
+
+
 class UpstreamError(AppError):
     """A dependency failed. ``status`` is its HTTP status (None for transport failures)."""
 
     code = "upstream_error"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        status: int | None = None,
-        service: str = "graph",
-        upstream_code: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(message, code=code)
-        self.status = status
-        self.service = service
-        self.upstream_code = upstream_code
-        self.request_id = request_id
+    def __init__(self, message: str, **details: Unpack[UpstreamDetails]) -> None:
+        super().__init__(message, code=details.get("code"))
+        self.status = details.get("status")
+        self.service = details.get("service", "graph")
+        self.upstream_code = details.get("upstream_code")
+        self.request_id = details.get("request_id")
 
 
 class TransientError(UpstreamError):
@@ -73,20 +76,8 @@ class TransientError(UpstreamError):
 
     code = "upstream_unavailable"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        code: str | None = None,
-        status: int | None = None,
-        service: str = "graph",
-        upstream_code: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(
-            message, code=code, status=status, service=service, upstream_code=upstream_code, request_id=request_id
-        )
+    def __init__(self, message: str, *, retry_after: float | None = None, **details: Unpack[UpstreamDetails]) -> None:
+        super().__init__(message, **details)
         self.retry_after = retry_after
 
 
