@@ -86,7 +86,7 @@ def parse_top(raw: str | None) -> int:
     """Page size 1..100 (default 25)."""
     if raw is None or raw == "":
         return DEFAULT_TOP
-    if not raw.isdigit() or len(raw) > 3 or not 1 <= int(raw) <= MAX_TOP:
+    if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= MAX_TOP:  # ASCII digits only: "²".isdigit()
         raise InvalidInputError(f"top must be an integer from 1 to {MAX_TOP}")
     return int(raw)
 

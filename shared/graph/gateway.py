@@ -13,6 +13,7 @@ is redelivered by the host up to ``maxDequeueCount`` (5) times, so one notificat
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -50,7 +51,7 @@ def next_skip(next_link: object) -> int | None:
     if not isinstance(next_link, str):
         return None
     values = parse_qs(urlsplit(next_link).query).get("$skip", [])
-    if values and values[0].isdigit() and len(values[0]) < 10:
+    if values and re.fullmatch(r"[0-9]{1,9}", values[0]):
         return int(values[0])
     log.warning("Graph nextLink without a usable $skip; paging stops here")
     return None

@@ -100,17 +100,19 @@ class _Attempts:
     def wait(self, state: RetryCallState) -> float:
         error = _error(state)
         if error.retry_after is not None:
-            return min(error.retry_after, self.policy.max_retry_after_seconds)
+            return error.retry_after
         return random.uniform(0.0, self.policy.backoff_ceiling(state.attempt_number))
 
     def stop(self, state: RetryCallState) -> bool:
         if state.attempt_number >= self.policy.max_attempts:
             return True
-        remaining = self.remaining()
         hint = _error(state).retry_after
-        # The server's own hint (not our capped wait) decides: retrying sooner than asked only earns a 429.
+        # The server's own hint decides, never a shortened wait: retrying sooner than asked only earns another
+        # 429. A hint longer than we are willing to wait, or than the budget has left, ends the call now.
+        if hint is not None and hint > self.policy.max_retry_after_seconds:
+            return True
         needed = max(state.upcoming_sleep, hint if hint is not None else 0.0)
-        return needed >= remaining
+        return needed >= self.remaining()
 
     async def sleep(self, seconds: float) -> None:
         if _testing:

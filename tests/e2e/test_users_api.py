@@ -189,6 +189,8 @@ def test_hostile_user_ids_are_rejected_before_graph(app: RunningApp, graphsim: S
         {"top": "101"},
         {"top": "-1"},
         {"top": "1e2"},
+        {"top": "\u00b2"},  # "²".isdigit() is True, int("²") raises
+        {"top": "\uff11\uff10"},  # fullwidth "10"
         {"top": "9" * 400},
         {"cursor": "not-a-cursor"},
         {"cursor": "eyJ2IjoxLCJzIjotNSwidCI6MTAsImYiOlsiaWQiXX0"},  # forged: negative skip

@@ -102,11 +102,21 @@ async def test_waits_already_spent_count_against_the_budget() -> None:
     assert (script.calls, script.waits) == (2, [(1, 3.0)])
 
 
-async def test_huge_retry_after_is_capped() -> None:
-    """Within a generous budget, an absurd hint is capped at ``max_retry_after_seconds``."""
+async def test_retry_after_beyond_the_cap_is_not_waited_for() -> None:
+    """A hint longer than ``max_retry_after_seconds`` ends the call at once, with the hint passed up: waiting
+    less than asked would only earn another 429."""
     script = Script(throttled(500.0))
-    await run(script, RetryPolicy(budget_seconds=1000.0, max_retry_after_seconds=10.0))
-    assert script.waits == [(1, 10.0)]
+    with pytest.raises(ThrottledError) as caught:
+        await run(script, RetryPolicy(budget_seconds=1000.0, max_retry_after_seconds=10.0))
+    assert (script.calls, script.waits) == (1, [])
+    assert caught.value.retry_after == 500.0
+
+
+async def test_retry_after_within_the_cap_is_waited_for_exactly() -> None:
+    """A hint inside the cap and the budget is honoured as given."""
+    script = Script(throttled(7.0))
+    await run(script, RetryPolicy(budget_seconds=100.0, max_retry_after_seconds=10.0))
+    assert script.waits == [(1, 7.0)]
 
 
 @pytest.mark.parametrize(
