@@ -258,7 +258,14 @@ async def _make_gateway() -> GraphGateway:
 
     client = build_graph_client(current, credential, http_client)
     limiter = KeyedLimiter(current.graph_mailbox_concurrency, name="graph-mailbox")
-    return GraphGateway(client, await registry.get(BREAKERS), retry_policy(current), limiter, on_close=close)
+    return GraphGateway(
+        client,
+        await registry.get(BREAKERS),
+        retry_policy(current),
+        limiter,
+        on_close=close,
+        attempt_timeout=current.graph_timeout_seconds + 5,  # a token fetch may precede the request
+    )
 
 
 async def _close_cache(cache: CacheManager) -> None:

@@ -50,9 +50,11 @@ def build_credential(settings: Settings) -> AsyncTokenCredential:
             password=password.reveal() if password else None,
         )
     if mode == "managed_identity":
-        from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+        from azure.identity.aio import ManagedIdentityCredential
 
-        if settings.graph_client_id:  # a user-assigned identity
+        # The app's own identity only (system-assigned, or user-assigned by client id): no fallback to
+        # environment or developer credentials, so production never picks up an unexpected identity.
+        if settings.graph_client_id:
             return ManagedIdentityCredential(client_id=settings.graph_client_id)
-        return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+        return ManagedIdentityCredential()
     raise ConfigurationError(f"GRAPH_AUTH_MODE={mode}: its credential settings are missing")

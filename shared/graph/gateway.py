@@ -12,6 +12,7 @@ is redelivered by the host up to ``maxDequeueCount`` (5) times, so one notificat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
@@ -69,6 +70,7 @@ class GraphGateway:
         *,
         on_retry: OnRetry | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        attempt_timeout: float = 30.0,
     ) -> None:
         self.client = client
         self._breakers = breakers
@@ -76,6 +78,7 @@ class GraphGateway:
         self._mailboxes = mailbox_limiter
         self._on_retry = on_retry
         self._on_close = on_close
+        self._attempt_timeout = attempt_timeout  # token acquisition + request: httpx only bounds the request
 
     async def call(
         self, workload: str, send: Callable[[], Awaitable[httpx.Response]], *, mailbox: str | None = None
@@ -87,7 +90,8 @@ class GraphGateway:
             async with self._slot(mailbox):
                 started = time.perf_counter()
                 try:
-                    response = await send()
+                    async with asyncio.timeout(self._attempt_timeout):
+                        response = await send()
                 except TRANSPORT_ERRORS as error:
                     metrics.record_graph_attempt(workload, "transport_error", time.perf_counter() - started)
                     raise transport_error(error) from error

@@ -20,7 +20,7 @@ from shared.resilience.retry import parse_retry_after
 MAX_MESSAGE = 300
 TRANSIENT_STATUSES = {500, 502, 503, 504}
 # Failures before a response: httpx transport errors, and azure-identity failing to reach the token endpoint.
-TRANSPORT_ERRORS = (httpx.TransportError, AzureError)
+TRANSPORT_ERRORS = (httpx.TransportError, AzureError, TimeoutError)
 
 
 def _graph_error(response: httpx.Response) -> tuple[str | None, str]:
@@ -78,9 +78,12 @@ def json_body(response: httpx.Response) -> dict[str, Any]:
 
 
 def transport_error(error: Exception) -> errors.UpstreamError:
-    """A failure before any response (see ``TRANSPORT_ERRORS``): only bad credentials are permanent."""
-    if isinstance(error, ClientAuthenticationError):
+    """A failure before any response (see ``TRANSPORT_ERRORS``): only refused credentials are permanent; a
+    token endpoint that is unreachable or not ready (``CredentialUnavailableError``) is transient."""
+    from azure.identity import CredentialUnavailableError
+
+    if isinstance(error, ClientAuthenticationError) and not isinstance(error, CredentialUnavailableError):
         return errors.AccessDeniedError("could not obtain a Graph token", status=401)
-    if isinstance(error, httpx.TimeoutException):
+    if isinstance(error, httpx.TimeoutException | TimeoutError):
         return errors.UnavailableError("Graph did not answer in time")
     return errors.UnavailableError(f"could not reach Graph ({type(error).__name__})")

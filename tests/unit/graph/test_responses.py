@@ -79,3 +79,13 @@ def test_transport_failures_are_transient() -> None:
     request = httpx.Request("GET", "http://127.0.0.1/x")
     assert isinstance(transport_error(httpx.ReadTimeout("t", request=request)), errors.UnavailableError)
     assert isinstance(transport_error(httpx.ConnectError("c", request=request)), errors.UnavailableError)
+
+
+def test_an_unavailable_token_endpoint_is_transient_and_refused_credentials_are_not() -> None:
+    """A managed-identity endpoint that is not ready is retried later; credentials Entra refused are not."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import CredentialUnavailableError
+
+    assert isinstance(transport_error(CredentialUnavailableError("imds not ready")), errors.UnavailableError)
+    assert isinstance(transport_error(ClientAuthenticationError("AADSTS7000215")), errors.AccessDeniedError)
+    assert isinstance(transport_error(TimeoutError()), errors.UnavailableError)
