@@ -333,7 +333,10 @@ def configure_azure_monitor(connection_string: str) -> None:
     """Export traces, metrics and the app's logs to Application Insights (imports the exporter only now)."""
     from azure.monitor.opentelemetry import configure_azure_monitor as configure
 
+    from shared.telemetry import protect_handlers
+
     configure(connection_string=connection_string, logger_name="graphapp")
+    protect_handlers()  # the exporter's handler must redact and correlate like the console's
     install()
 
 

@@ -92,17 +92,26 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(operation)s %(invocation_id)s] %(message)s"
 
 
-def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
-    """Idempotently attach correlation/redaction to the app's loggers; add a handler only if none exists."""
-    app_logger = logging.getLogger(LOGGER_NAME)
-    app_logger.setLevel(level)
-    if not any(isinstance(f, CorrelationFilter) for f in app_logger.filters):
-        app_logger.addFilter(CorrelationFilter())
-    root = logging.getLogger()
-    if root.handlers:
-        for handler in root.handlers:
+def protect_handlers() -> None:
+    """Put correlation and redaction on every handler of the root and app loggers.
+
+    Handler filters, not logger filters: a logger's filter does not see records of its child loggers
+    (``graphapp.events.webhook``), a handler's sees every record it would write. Call again after anything
+    adds handlers (the Azure Monitor exporter attaches its own to the app logger).
+    """
+    for logger in (logging.getLogger(), logging.getLogger(LOGGER_NAME)):
+        for handler in logger.handlers:
             if not any(isinstance(f, CorrelationFilter) for f in handler.filters):
                 handler.addFilter(CorrelationFilter())
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
+    """Idempotently attach correlation/redaction to the log handlers; add a handler only if none exists."""
+    logging.getLogger(LOGGER_NAME).setLevel(level)
+    root = logging.getLogger()
+    if root.handlers:
+        protect_handlers()
+        for handler in root.handlers:
             # A console handler someone else installed (the local harness) writes JSON lines when asked to;
             # the Functions worker's own handler (not a StreamHandler) keeps its format.
             if log_format == "json" and type(handler) is logging.StreamHandler:

@@ -41,3 +41,26 @@ async def test_concurrent_invocations_keep_their_own_ids(caplog: pytest.LogCaptu
         await asyncio.gather(invocation("a"), invocation("b"))
     stamped = {r.getMessage(): getattr(r, "invocation_id", None) for r in caplog.records}
     assert stamped == {"inside a": "a", "inside b": "b"}
+
+
+def test_handlers_added_to_the_app_logger_redact_records_of_child_loggers() -> None:
+    """A handler on the app logger (as the Azure Monitor exporter adds) gets child loggers' records redacted
+    once protect_handlers ran: a logger-level filter would not have seen them."""
+    import io
+
+    from shared.telemetry import LOGGER_NAME, protect_handlers
+
+    stream = io.StringIO()
+    exporter_like = logging.StreamHandler(stream)
+    app_logger = logging.getLogger(LOGGER_NAME)
+    app_logger.addHandler(exporter_like)
+    try:
+        protect_handlers()
+        with invocation_scope("inv-9", "op"):
+            get_logger("events.webhook").warning("sent Authorization: Bearer abc.def.ghi with AccountKey=xyz123")
+    finally:
+        app_logger.removeHandler(exporter_like)
+    written = stream.getvalue()
+    assert "abc.def.ghi" not in written
+    assert "xyz123" not in written
+    assert "Bearer ***" in written
