@@ -36,6 +36,8 @@ class RegistryConfig:
     miss_cache_seconds: float = 5.0  # short: a subscription created a moment ago must become known fast
     max_cached: int = 10_000  # bounds memory when someone posts random subscription ids
     lookup_concurrency: int = 16  # table reads in flight for one POST's cache misses
+    max_lookups_per_post: int = 32  # Graph batches a few subscriptions per POST; more unknown ids are refused
+    lookup_timeout_seconds: float = 1.0  # the webhook must answer Graph within ~3 s, persisting included
 
 
 @dataclass(frozen=True)
@@ -158,21 +160,30 @@ class SubscriptionRegistry:
         """Secrets for all ids of one POST; cache misses are read concurrently (bounded: random ids in a
         hostile POST must not open a thousand table reads at once)."""
         ids = sorted(subscription_ids)
+        now = self._clock()
+        unknown = [i for i in ids if not (i in self._cache and self._cache[i][0] > now)]
+        refused = set(unknown[self._config.max_lookups_per_post :])  # treated as not ours, without a read
         gate = asyncio.Semaphore(self._config.lookup_concurrency)
 
         async def one(subscription_id: str) -> Secret | None:
+            if subscription_id in refused:
+                return None
             async with gate:
                 return await self.client_state(subscription_id)
 
-        secrets = await asyncio.gather(*(one(i) for i in ids))
+        try:
+            async with asyncio.timeout(self._config.lookup_timeout_seconds):
+                secrets = await asyncio.gather(*(one(i) for i in ids))
+        except TimeoutError as error:
+            raise TransientError("subscription lookups timed out", service="storage", retry_after=5) from error
         return dict(zip(ids, secrets, strict=True))
 
     def _remember(self, subscription_id: str, secret: Secret | None) -> None:
         now = self._clock()
         if len(self._cache) >= self._config.max_cached:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-            if len(self._cache) >= self._config.max_cached:
-                self._cache.clear()
+            # Make room from misses and expired entries only: random ids posted by anyone must never evict
+            # the secrets of our real subscriptions (that would send every genuine POST back to the table).
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now and v[1] is not None}
         ttl = self._config.cache_seconds if secret is not None else self._config.miss_cache_seconds
         self._cache[subscription_id] = (now + ttl, secret)
 
