@@ -32,12 +32,14 @@ _HANDLER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 @dataclass(frozen=True)
 class Registration:
-    """A handler, the patterns it listens to, and how long one call may take."""
+    """A handler, the patterns it listens to, how long one call may take, and whether its effect must
+    happen once per event (``once``) or is idempotent and simply runs on every delivery."""
 
     name: str
     handler: Handler
     patterns: tuple[str, ...]
     timeout: float
+    once: bool = True
 
     def matches(self, event_type: str) -> bool:
         return any(pattern_matches(p, event_type) for p in self.patterns)
@@ -84,7 +86,13 @@ class EventBus:
         self._registrations: list[Registration] = []
 
     def subscribe(
-        self, name: str, handler: Handler, patterns: Iterable[str], *, timeout: float | None = None
+        self,
+        name: str,
+        handler: Handler,
+        patterns: Iterable[str],
+        *,
+        timeout: float | None = None,
+        once: bool = True,
     ) -> Registration:
         """Register ``handler`` under a unique ``name``; invalid names or patterns fail at startup."""
         patterns = tuple(patterns)
@@ -97,7 +105,7 @@ class EventBus:
             raise ValueError(
                 f"invalid event patterns {bad or patterns!r}: use 'kind.change', 'kind.*', '*.change', '*'"
             )
-        registration = Registration(name, handler, patterns, timeout or self._default_timeout)
+        registration = Registration(name, handler, patterns, timeout or self._default_timeout, once)
         self._registrations.append(registration)
         return registration
 

@@ -23,6 +23,7 @@ class DispatchResult:
     ran: tuple[HandlerOutcome, ...]
     already_done: frozenset[str]
     busy: frozenset[str]
+    idempotent: frozenset[str] = frozenset()
 
     @property
     def failed(self) -> tuple[str, ...]:
@@ -31,8 +32,8 @@ class DispatchResult:
 
     @property
     def duplicate(self) -> bool:
-        """Every matching handler had completed before: the event caused no effect this time."""
-        return bool(self.already_done) and not self.ran and not self.busy
+        """Every once-handler had completed before (idempotent ones may have run again)."""
+        return bool(self.already_done) and not self.busy and all(o.name in self.idempotent for o in self.ran)
 
 
 class ExactlyOnceDispatcher:
@@ -43,18 +44,24 @@ class ExactlyOnceDispatcher:
         self._dedupe = dedupe
 
     async def dispatch(self, event: Event) -> DispatchResult:
-        """Run the handlers that have not completed for ``event.id``; storage failures raise
-        ``TransientError`` before any handler ran."""
+        """Run the once-handlers that have not completed for ``event.id`` and every idempotent handler;
+        storage failures raise ``TransientError`` before any handler ran.
+
+        Idempotent handlers (cache invalidation) skip the markers: running them again is harmless, and a
+        dedupe identity that cannot tell a redelivery from a new change (no etag) must never suppress them.
+        """
         registrations = self.bus.handlers_for(event.type)
-        claims = await self._dedupe.claim(event.id, {r.name: r.timeout for r in registrations})
+        once = {r.name: r.timeout for r in registrations if r.once}
+        claims = await self._dedupe.claim(event.id, once) if once else {}
         acquired = {h: c for h, c in claims.items() if c.state == "acquired"}
         done = frozenset(h for h, c in claims.items() if c.state == "done")
         busy = frozenset(h for h, c in claims.items() if c.state == "busy")
-        if not acquired:
+        idempotent = frozenset(r.name for r in registrations if not r.once)
+        if not acquired and not idempotent:
             return DispatchResult(event, (), done, busy)
         result = await self.bus.publish(event, skip=done | busy)
         ran = tuple(o for o in result.outcomes if o.status != "skipped")
-        failed = [acquired[o.name] for o in ran if o.status != "ok"]
+        failed = [acquired[o.name] for o in ran if o.status != "ok" and o.name in acquired]
         await asyncio.gather(*(self._dedupe.release(c) for c in failed))
-        await self._dedupe.complete([acquired[o.name] for o in ran if o.status == "ok"])
-        return DispatchResult(event, ran, done, busy)
+        await self._dedupe.complete([acquired[o.name] for o in ran if o.status == "ok" and o.name in acquired])
+        return DispatchResult(event, ran, done, busy, idempotent)

@@ -110,9 +110,10 @@ def register_builtin_handlers(
     """Subscribe the cache invalidation and forwarding handlers that are configured."""
     if cache is not None:
         invalidator = CacheInvalidator(cache, cache_names)
-        bus.subscribe(
-            CACHE_USERS_HANDLER, invalidator.user_changed, ["users.updated", "users.deleted"], timeout=timeout
-        )
-        bus.subscribe(CACHE_MESSAGES_HANDLER, invalidator.messages_changed, ["messages.*"], timeout=timeout)
+        # Invalidation is idempotent, so it runs on every delivery instead of once per dedupe identity: an
+        # etag-less change (users) arriving inside the dedupe window must still drop the cached entry.
+        users = ["users.updated", "users.deleted"]
+        bus.subscribe(CACHE_USERS_HANDLER, invalidator.user_changed, users, timeout=timeout, once=False)
+        bus.subscribe(CACHE_MESSAGES_HANDLER, invalidator.messages_changed, ["messages.*"], timeout=timeout, once=False)
     if forwarder is not None:
         bus.subscribe(FORWARD_HANDLER, forwarder, ["*"], timeout=timeout)

@@ -162,3 +162,22 @@ async def test_expired_markers_count_as_absent_and_are_swept(tables: Tables) -> 
     assert await store.completed("id1") == set()
     assert await store.sweep() == 2
     assert (await store.claim("id1", {"h": 1}))["h"].state == "acquired"
+
+
+async def test_idempotent_handlers_run_on_every_delivery_once_handlers_once(
+    tables: Tables, queues: Queues, names: QueueNames
+) -> None:
+    """A handler registered with once=False (cache invalidation) runs for each copy of a notification, so an
+    etag-less change inside the dedupe window still drops the cache; once-handlers (forwarding) run once."""
+    pipeline = Pipeline(tables, queues, names)
+    invalidations: list[str] = []
+
+    async def invalidate(event: Event) -> None:
+        invalidations.append(event.id)
+
+    pipeline.bus.subscribe("invalidate", invalidate, ["users.*"], once=False)
+    first = await pipeline.processor.process(message(samples.user_change()), dequeue_count=1)
+    again = await pipeline.processor.process(message(samples.user_change()), dequeue_count=1)
+    assert (first.published, again.duplicates) == (1, 1)
+    assert pipeline.calls == {"a": 1, "b": 1}
+    assert len(invalidations) == 2
