@@ -58,8 +58,9 @@ def pack_waiters(waiters: list[_Waiter], max_text_bytes: int) -> list[tuple[str,
 class GroupCommit:
     """``await persist(received_at, items)`` returns once the items are in the queue (or raises)."""
 
-    def __init__(self, send: Send, max_text_bytes: int) -> None:
+    def __init__(self, send: Send, max_text_bytes: int, send_timeout: float = 10.0) -> None:
         self._send = send
+        self._send_timeout = send_timeout  # a stuck send must not hold every later POST
         self._max_text_bytes = max_text_bytes
         self._pending: list[_Waiter] = []
         self._flushing = False
@@ -70,6 +71,8 @@ class GroupCommit:
         if not items:
             return 0
         waiter = _Waiter(received_at, items)
+        # A caller that gave up (timeout) no longer reads its future: mark a late failure as retrieved.
+        waiter.done.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._pending.append(waiter)
         if not self._flushing:
             self._flushing = True
@@ -87,10 +90,14 @@ class GroupCommit:
         finally:
             self._flushing = False
 
+    async def _bounded(self, text: str) -> None:
+        async with asyncio.timeout(self._send_timeout):
+            await self._send(text)
+
     async def _flush(self, batch: list[_Waiter]) -> None:
         try:
             messages = pack_waiters(batch, self._max_text_bytes)
-            results = await asyncio.gather(*(self._send(text) for text, _ in messages), return_exceptions=True)
+            results = await asyncio.gather(*(self._bounded(text) for text, _ in messages), return_exceptions=True)
         except Exception as error:  # packing failed: nobody's items were sent
             for waiter in batch:
                 if not waiter.done.done():

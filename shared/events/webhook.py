@@ -125,8 +125,9 @@ class NotificationWebhook:
         envelope = len(encode_envelope(longest_time, []).encode("utf-8"))
         self._max_item_bytes = self.config.max_message_text_bytes - envelope
         limit = self.config.max_message_text_bytes
-        self._changes = GroupCommit(self._sender(self.config.notifications_queue), limit)
-        self._lifecycle = GroupCommit(self._sender(self.config.lifecycle_queue), limit)
+        timeout = self.config.persist_timeout_seconds
+        self._changes = GroupCommit(self._sender(self.config.notifications_queue), limit, timeout)
+        self._lifecycle = GroupCommit(self._sender(self.config.lifecycle_queue), limit, timeout)
 
     async def accept(self, body: bytes) -> AcceptResult:
         """Validate, authenticate per item, persist. ``InvalidInputError`` for a bad body (nothing kept),
