@@ -33,7 +33,9 @@ class RegistryConfig:
 
     table: str = "subscriptions"
     cache_seconds: float = 30.0  # how stale another instance's view of a change may be
-    miss_cache_seconds: float = 5.0  # short: a subscription created a moment ago must become known fast
+    # Misses are not cached by default: a subscription created a moment ago (by any instance) must be known
+    # to every instance at once; random ids are bounded per POST (max_lookups_per_post) instead.
+    miss_cache_seconds: float = 0.0
     max_cached: int = 10_000  # bounds memory when someone posts random subscription ids
     lookup_concurrency: int = 16  # table reads in flight for one POST's cache misses
     max_lookups_per_post: int = 32  # Graph batches a few subscriptions per POST; more unknown ids are refused
@@ -185,6 +187,9 @@ class SubscriptionRegistry:
             # the secrets of our real subscriptions (that would send every genuine POST back to the table).
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now and v[1] is not None}
         ttl = self._config.cache_seconds if secret is not None else self._config.miss_cache_seconds
+        if ttl <= 0:
+            self._cache.pop(subscription_id, None)
+            return
         self._cache[subscription_id] = (now + ttl, secret)
 
 

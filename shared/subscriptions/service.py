@@ -421,7 +421,14 @@ class SubscriptionService:
     # --- shared steps ------------------------------------------------------------------------------
 
     async def _create(self, spec: ResourceSpec, change_types: tuple[str, ...], origin: Origin) -> SubscriptionRecord:
-        """POST the subscription (fresh clientState), record it, and take the resource's delta baseline."""
+        """POST the subscription (fresh clientState) and record it, with a delta baseline taken *before* the
+        POST and a catch-up after the record exists: a change notified between Graph's creation and our
+        record (dropped by the webhook as unknown) still arrives, through delta (deduplicated against live
+        notifications)."""
+        try:
+            await self._catchup.baseline(spec)
+        except AppError as error:  # the resource stays pending; the next renewal run takes the baseline
+            log.warning("delta baseline of %s failed: %s", spec.resource, _describe(error))
         now = self._clock()
         client_state = secrets.token_urlsafe(32)
         body = await self._graph.create(
@@ -451,9 +458,9 @@ class SubscriptionService:
         await self._registry.upsert(record)
         log.info("created subscription %s for %s (%s)", subscription_id, spec.resource, origin)
         try:
-            await self._catchup.baseline(spec)
-        except AppError as error:  # the resource stays pending; the next renewal run takes the baseline
-            log.warning("delta baseline of %s failed: %s", spec.resource, _describe(error))
+            await self._catchup.catch_up(spec)
+        except AppError as error:  # the request stays pending; the next renewal run retries it
+            log.warning("delta catch-up of %s after creation failed: %s", spec.resource, _describe(error))
         return record
 
     async def _remove(self, record: SubscriptionRecord) -> None:

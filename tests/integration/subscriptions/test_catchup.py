@@ -125,3 +125,25 @@ async def test_a_single_user_resource_publishes_one_update_per_catch_up(stack: S
     await stack.catchup.catch_up(spec)
 
     assert stack.published.types() == [("users.updated", mailbox)]
+
+
+async def test_a_change_between_graph_creating_a_subscription_and_our_record_is_caught_up(
+    make_stack: Any, graphsim: SimControl, mailbox: str
+) -> None:
+    """A message created right after Graph created the subscription but before the app recorded it (so the
+    webhook would drop its notification as unknown) is published by the catch-up that follows creation."""
+    from shared.graph.subscriptions import GraphSubscriptions
+
+    stack: Stack = make_stack(f"users/{mailbox}/messages=created")
+    created: list[str] = []
+
+    class ChangeDuringCreate(GraphSubscriptions):
+        async def create(self, new: Any) -> dict[str, Any]:
+            body = await super().create(new)
+            created.append(graphsim.create_message(mailbox, subject="in the gap")[0]["id"])
+            return body
+
+    stack.service._graph = ChangeDuringCreate(stack.service._graph._gateway)  # type: ignore[attr-defined]
+    await stack.service.reconcile()
+    assert created
+    assert created[0] in [e.message_id for e in stack.published.events]
