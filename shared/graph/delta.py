@@ -40,10 +40,12 @@ class DeltaTarget:
 
 @dataclass(frozen=True)
 class DeltaPage:
-    """One page of changes; ``delta_link`` is set on the round's last page only."""
+    """One page of changes; ``delta_link`` is set on the round's last page only, ``next_link`` on the others
+    (a point the round can be resumed from)."""
 
     items: list[dict[str, Any]]
     delta_link: str | None
+    next_link: str | None = None
 
 
 def is_resync(error: PermanentError) -> bool:
@@ -75,7 +77,7 @@ class DeltaReader:
                 return
             if not isinstance(next_link, str):
                 raise UnavailableError("Graph answered a delta page with neither nextLink nor deltaLink")
-            yield DeltaPage([i for i in items if isinstance(i, dict)], None)
+            yield DeltaPage([i for i in items if isinstance(i, dict)], None, next_link)
             send = self._follow(target, next_link)
         raise UnavailableError(f"a delta round did not end within {self._max_pages} pages")
 

@@ -25,6 +25,7 @@ Choices, each deliberate:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -62,6 +63,9 @@ class CatchupConfig:
     table: str = "deltalinks"
     publish_on_resync: bool = True
     lease: timedelta = timedelta(minutes=10)
+    # A publishing round longer than this pauses at a page boundary (progress is saved after every page),
+    # so a large mailbox or directory finishes over several runs instead of being killed at functionTimeout.
+    max_round_seconds: float = 240.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,15 @@ class CatchupResult:
     baseline: bool = False  # the round only established the starting point
     resynced: bool = False  # the stored link was gone and a full round ran
     busy: bool = False  # another worker holds this resource's catch-up; it stays pending
+    paused: bool = False  # the round hit max_round_seconds; it continues from the saved page next run
+
+
+class _RoundPaused(Exception):
+    """A publishing round stopped at a page boundary; ``published`` items are done."""
+
+    def __init__(self, published: int) -> None:
+        super().__init__(f"paused after {published} published items")
+        self.published = published
 
 
 def delta_target(spec: ResourceSpec) -> DeltaTarget | None:
@@ -128,7 +141,11 @@ class DeltaCatchup:
                 return CatchupResult(spec.resource, busy=True)
             started = self._clock()
             row = await self._row(spec) or {}
-            result, link = await self._round(spec, row.get("DeltaLink") or None, started)
+            try:
+                result, link = await self._round(spec, row.get("DeltaLink") or None, started)
+            except _RoundPaused as paused:  # progress is saved; the request stays pending for the next run
+                log.info("delta catch-up of %s paused after %d published", spec.resource, paused.published)
+                return CatchupResult(spec.resource, published=paused.published, paused=True)
             await self._merge(spec, {"DeltaLink": link, "ServedAt": started, "LastError": None})
         log.info(
             "delta catch-up of %s: %d published%s%s",
@@ -206,6 +223,7 @@ class DeltaCatchup:
         latest = not publish and target.kind == "users"
         published = 0
         new_link: str | None = None
+        deadline = time.monotonic() + self.config.max_round_seconds
         async for page in self._reader.pages(target, link, latest=latest):
             if publish:
                 for item in page.items:
@@ -213,6 +231,10 @@ class DeltaCatchup:
                     if event is not None:
                         await self._publish(event)
                         published += 1
+                if page.next_link is not None:  # everything before this point is published: resume here
+                    await self._merge(spec, {"DeltaLink": page.next_link})
+                    if time.monotonic() > deadline:
+                        raise _RoundPaused(published)
             new_link = page.delta_link
         if new_link is None:
             raise UnavailableError("a delta round ended without a deltaLink")
