@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient, TableServiceClient
     from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
+# A queue message may hold 64 KiB; our messages are base64 text (4 characters per 3 bytes).
+QUEUE_MESSAGE_MAX_BYTES = 64 * 1024
+QUEUE_MESSAGE_MAX_TEXT_BYTES = QUEUE_MESSAGE_MAX_BYTES // 4 * 3
+
 _UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f%]")
 MAX_READABLE_KEY = 200
 

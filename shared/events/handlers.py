@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from shared.events.bus import EventBus
 from shared.events.model import Event
-from shared.storage import Queues
+from shared.storage import QUEUE_MESSAGE_MAX_TEXT_BYTES, Queues
 from shared.telemetry import get_logger
 
 log = get_logger("events.handlers")
@@ -71,7 +71,6 @@ class ForwardingConfig:
 
     queue: str = "graph-events"
     enrich: bool = False
-    max_message_bytes: int = 64 * 1024  # after base64
 
 
 class EventForwarder:
@@ -93,7 +92,7 @@ class EventForwarder:
         if self.config.enrich and self._enricher is not None:
             event = replace(event, data=await self._enricher(event))
         text = event.to_json()
-        if len(text.encode("utf-8")) > self.config.max_message_bytes // 4 * 3:
+        if len(text.encode("utf-8")) > QUEUE_MESSAGE_MAX_TEXT_BYTES:
             log.warning("forwarding %s %s without its data: too large for one message", event.type, event.id)
             text = replace(event, data=None).to_json()
         await (await self._queues.get(self.config.queue)).send_message(text)

@@ -2,8 +2,8 @@
 
 Graph's lifecycle events: ``reauthorizationRequired`` (renew/reauthorize the subscription),
 ``subscriptionRemoved`` (recreate it, then resync with delta) and ``missed`` (resync with delta). The
-subscription lifecycle code implements the reactions; until then ``LoggingLifecycleReactions`` logs
-and counts. Reactions are idempotent by nature (renewing or resyncing twice is harmless), so there are
+subscription service implements the reactions (``LoggingLifecycleReactions`` only logs and counts, for
+tests and tools). Reactions are idempotent by nature (renewing or resyncing twice is harmless), so there are
 no dedupe markers here. Malformed messages and bad items are poisoned like in the change processor;
 an unknown lifecycle event is logged and dropped (retrying cannot teach us what it means); a failed
 reaction makes the message retry after all items were tried.
@@ -68,6 +68,7 @@ class LoggingLifecycleReactions:
 @dataclass(frozen=True)
 class LifecycleConfig:
     queue: str = "graph-lifecycle"
+    item_concurrency: int = 8  # reactions of one message in flight at once
     limits: NotificationLimits = field(default=DEFAULT_LIMITS)
 
 
@@ -112,7 +113,13 @@ class LifecycleProcessor:
         except InvalidInputError as error:
             await write_poison(self._queues, self.config.queue, message_text(body), error.message)
             return LifecycleResult(message_poisoned=True)
-        outcomes = Counter(await asyncio.gather(*(self._item(raw, envelope) for raw in envelope.items)))
+        gate = asyncio.Semaphore(self.config.item_concurrency)  # each reaction may call Graph and take leases
+
+        async def one(raw: Any) -> ItemOutcome:
+            async with gate:
+                return await self._item(raw, envelope)
+
+        outcomes = Counter(await asyncio.gather(*(one(raw) for raw in envelope.items)))
         result = LifecycleResult(
             items=len(envelope.items),
             handled=outcomes["handled"],

@@ -17,14 +17,13 @@ from typing import Any
 
 from shared.errors import TransientError
 from shared.events.notifications import encode_envelope
-from shared.storage import Queues
+from shared.storage import QUEUE_MESSAGE_MAX_TEXT_BYTES, Queues
 from shared.telemetry import get_logger
 
 log = get_logger("events.poison")
 
 MAX_REASON_CHARS = 500
 PEEK_LIMIT = 32  # the Queue service returns at most 32 messages per peek/receive
-MAX_MESSAGE_TEXT_BYTES = 48 * 1024  # 64 KiB once base64-encoded
 
 
 def poison_queue_name(queue: str) -> str:
@@ -66,7 +65,7 @@ async def write_poison(queues: Queues, queue: str, original: str, reason: str) -
     from azure.core.exceptions import AzureError
 
     text = wrap(original, queue, reason)
-    if len(text.encode("utf-8")) > MAX_MESSAGE_TEXT_BYTES:
+    if len(text.encode("utf-8")) > QUEUE_MESSAGE_MAX_TEXT_BYTES:
         text = original  # the wrapper would not fit one message: keep the original, the reason is logged
     try:
         await (await queues.get(poison_queue_name(queue))).send_message(text)

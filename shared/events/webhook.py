@@ -37,7 +37,7 @@ from shared.events.notifications import (
     parse_item,
 )
 from shared.settings import Secret
-from shared.storage import Queues
+from shared.storage import QUEUE_MESSAGE_MAX_BYTES, Queues
 from shared.telemetry import get_logger
 
 log = get_logger("events.webhook")
@@ -52,7 +52,7 @@ class WebhookConfig:
 
     notifications_queue: str = "graph-notifications"
     lifecycle_queue: str = "graph-lifecycle"
-    max_message_bytes: int = 64 * 1024  # a queue message, measured after base64 (host.json encoding)
+    max_message_bytes: int = QUEUE_MESSAGE_MAX_BYTES  # measured after base64 (host.json encoding)
     max_validation_token_chars: int = 1024
     persist_timeout_seconds: float = 2.0  # leaves room inside Graph's ~3 s acknowledgement budget
     limits: NotificationLimits = field(default=DEFAULT_LIMITS)
