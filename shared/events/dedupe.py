@@ -191,21 +191,41 @@ class DedupeStore:
         rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": identity})
         return {r["RowKey"] async for r in rows if r.get("State") == _DONE and r.get("ExpiresAt", now) > now}
 
-    async def sweep(self, limit: int = 5000) -> int:
-        """Delete up to ``limit`` expired markers; run from a timer. Returns how many were deleted."""
-        from azure.core.exceptions import ResourceNotFoundError
+    async def sweep(self, limit: int = 20_000) -> int:
+        """Delete up to ``limit`` expired markers; run from a timer. Returns how many were deleted.
+
+        The markers of one event share a partition, so they go in one transaction; each delete is
+        conditional on the ETag the scan saw, so a marker re-claimed meanwhile survives (its transaction
+        fails and is skipped until the next sweep).
+        """
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError
 
         table = await self._table()
         deleted = 0
         expired = table.query_entities(
             "ExpiresAt lt @now", parameters={"now": self._now()}, select=["PartitionKey", "RowKey"]
         )
-        async for row in expired:
+        batch: list[Any] = []
+
+        async def flush() -> int:
+            operations = [
+                ("delete", row, {"etag": row.metadata["etag"], "match_condition": MatchConditions.IfNotModified})
+                for row in batch
+            ]
+            batch.clear()
             try:
-                await table.delete_entity(row["PartitionKey"], row["RowKey"])
-            except ResourceNotFoundError:
-                continue
-            deleted += 1
-            if deleted >= limit:
-                break
+                await table.submit_transaction(operations)
+            except AzureError:  # changed or gone meanwhile: leave it to the next sweep
+                return 0
+            return len(operations)
+
+        async for row in expired:
+            if batch and (batch[0]["PartitionKey"] != row["PartitionKey"] or len(batch) == 100):
+                deleted += await flush()
+                if deleted >= limit:
+                    return deleted
+            batch.append(row)
+        if batch:
+            deleted += await flush()
         return deleted

@@ -181,3 +181,15 @@ async def test_idempotent_handlers_run_on_every_delivery_once_handlers_once(
     assert (first.published, again.duplicates) == (1, 1)
     assert pipeline.calls == {"a": 1, "b": 1}
     assert len(invalidations) == 2
+
+
+async def test_sweep_deletes_the_expired_markers_of_many_events(tables: Tables) -> None:
+    """Expired markers of 30 events (three handlers each, deleted per event in one transaction) are all
+    deleted, and a second sweep finds nothing left."""
+    now = [RECEIVED]
+    store = DedupeStore(tables, DedupeConfig(ttl=timedelta(hours=1)), now=lambda: now[0])
+    for n in range(30):
+        await store.complete((await store.claim(f"event-{n}", {"h1": 1, "h2": 1, "h3": 1})).values())
+    now[0] += timedelta(hours=2)
+    assert await store.sweep() == 90
+    assert await store.sweep() == 0
