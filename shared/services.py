@@ -257,7 +257,10 @@ async def _make_gateway() -> GraphGateway:
         await credential.close()
 
     client = build_graph_client(current, credential, http_client)
-    limiter = KeyedLimiter(current.graph_mailbox_concurrency, name="graph-mailbox")
+    # A caller waits for one of the mailbox's slots at most as long as one request may take.
+    limiter = KeyedLimiter(
+        current.graph_mailbox_concurrency, acquire_timeout=current.graph_timeout_seconds, name="graph-mailbox"
+    )
     return GraphGateway(
         client,
         await registry.get(BREAKERS),
@@ -328,7 +331,9 @@ async def _make_dispatcher() -> ExactlyOnceDispatcher:
 
     current = settings()
     tables, queues = await registry.get(TABLES), await registry.get(QUEUES)
-    bus = EventBus()
+    # With enrichment a handler makes a whole logical Graph call, retries included: give it that long.
+    handler_timeout = current.retry_budget_seconds + current.graph_timeout_seconds if current.forward_enrich else 10.0
+    bus = EventBus(default_timeout=handler_timeout)
     forwarding = ForwardingConfig(enrich=current.forward_enrich)
 
     async def enricher(event: Event) -> dict[str, Any] | None:
