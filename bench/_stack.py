@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from devtools.azurite import Azurite, free_port
 from devtools.graphsim.client import SimControl
+from devtools.processes import stop_process
 from tests.fixtures.graphsim import GRAPHSIM_TOKEN, GraphSimServer, start_graphsim, stop_graphsim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,14 +85,7 @@ class Harness:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; the log file goes too (errors quote it before this)."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, timeout)
         self.log_path.unlink(missing_ok=True)
 
 
