@@ -5,10 +5,12 @@ Every failure the app reports is one of these, so callers branch on meaning, not
     AppError                      base: a message and a stable machine-readable ``code``
     ├── ConfigurationError        settings are missing or malformed (fail fast at first use)
     ├── InvalidInputError         the caller's input is wrong → 400; never retried
+    │   └── PayloadTooLargeError  the body is over our limit → 413 (refused before reading it where we can)
     └── UpstreamError             a dependency (Graph, Storage) failed; carries ``status`` and ``service``
         ├── TransientError        may work later; carries ``retry_after`` (seconds, or None)
         │   ├── ThrottledError    429: the dependency asked us to slow down
         │   ├── UnavailableError  5xx, timeouts, refused or dropped connections
+        │   │   └── StorageUnavailableError  Table/Queue Storage did not answer (shared/storage.py)
         │   └── CircuitOpenError  our breaker refused the call without trying it
         └── PermanentError        retrying the same request cannot help
             ├── NotFoundError     404: the user, mailbox or item does not exist
@@ -46,6 +48,12 @@ class InvalidInputError(AppError):
     """The caller sent something we will not act on (bad id, bad parameter, bad body)."""
 
     code = "invalid_request"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """The request body is larger than we accept."""
+
+    code = "payload_too_large"
 
 
 class UpstreamDetails(TypedDict, total=False):
@@ -91,6 +99,17 @@ class UnavailableError(TransientError):
     """5xx, timeout or connection failure."""
 
     code = "upstream_unavailable"
+
+
+class StorageUnavailableError(UnavailableError):
+    """Table or Queue Storage failed to answer (transport error, timeout, 5xx, auth): the one type every
+    caller degrades on. Raised only by the storage layer (``shared/storage.py``); answers about data
+    (404, 409, 412) are not outages and keep their SDK types."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after, service="storage")
 
 
 class CircuitOpenError(TransientError):

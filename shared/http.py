@@ -45,6 +45,8 @@ def error_response(status: int, code: str, message: str, *, retry_after: float |
 
 def response_for(error: errors.AppError) -> func.HttpResponse:
     """Map the error tree onto HTTP statuses (the only such mapping in the app)."""
+    if isinstance(error, errors.PayloadTooLargeError):
+        return error_response(413, error.code, error.message)
     if isinstance(error, errors.InvalidInputError):
         return error_response(400, error.code, error.message)
     if isinstance(error, errors.NotFoundError):

@@ -120,7 +120,7 @@ async def _section(name: str, read: Callable[[], Awaitable[T]], errors: dict[str
     try:
         return await asyncio.wait_for(read(), SECTION_TIMEOUT_SECONDS)
     except Exception as error:  # one unreadable section must not hide the others
-        reason = "timeout" if isinstance(error, TimeoutError) else type(error).__name__
+        reason = "timeout" if isinstance(error, TimeoutError) else getattr(error, "code", type(error).__name__)
         log.warning("status section %s unavailable: %s", name, reason)
         errors[name] = reason
         return None

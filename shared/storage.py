@@ -1,4 +1,11 @@
-"""Table and queue access shared by every component: safe keys, tables created once per process.
+"""Table and queue access shared by every component: one error type, safe keys, tables created once.
+
+**One storage-error layer.** Every Table and Queue client the app uses comes from ``Tables``/``Queues``
+wrapped in ``GuardedClient``: a failure that means "Storage did not answer" (connection refused or
+dropped, timeout, 5xx, 408/429, 401/403) becomes ``StorageUnavailableError`` at the call, whatever SDK
+class raised it, so callers degrade by policy with one ``except``. Answers about data (404 not found,
+409 exists, 412 changed) are not outages and keep their SDK types. ``storage_call`` applies the same
+translation to a time-boxed block (an expired deadline is an outage too).
 
 Table keys must not contain ``/ \\ # ?`` or control characters and are limited to 1 KiB, so any key
 derived from user or Graph input goes through ``safe_key`` (readable when harmless, hashed otherwise).
@@ -8,9 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import inspect
 import re
-from typing import TYPE_CHECKING
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from shared.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient, TableServiceClient
@@ -19,6 +33,145 @@ if TYPE_CHECKING:
 # A queue message may hold 64 KiB; our messages are base64 text (4 characters per 3 bytes).
 QUEUE_MESSAGE_MAX_BYTES = 64 * 1024
 QUEUE_MESSAGE_MAX_TEXT_BYTES = QUEUE_MESSAGE_MAX_BYTES // 4 * 3
+
+_T = TypeVar("_T")
+
+
+def is_outage(error: BaseException) -> bool:
+    """True when ``error`` says Storage did not answer properly; False for answers about data."""
+    from azure.core.exceptions import AzureError, HttpResponseError
+
+    if isinstance(error, StorageUnavailableError):
+        return True
+    if isinstance(error, HttpResponseError):
+        status = error.status_code
+        return status is None or status >= 500 or status in (401, 403, 408, 429)
+    return isinstance(error, AzureError | OSError | TimeoutError)
+
+
+def unavailable(operation: str, error: BaseException) -> StorageUnavailableError:
+    """The one error for an outage; names the operation and the SDK's class, never a URL or key."""
+    if isinstance(error, StorageUnavailableError):
+        return error
+    status = getattr(error, "status_code", None)
+    detail = f"{type(error).__name__}" + (f" {status}" if status else "")
+    return StorageUnavailableError(f"storage {operation} failed: {detail}")
+
+
+@contextlib.asynccontextmanager
+async def storage_call(operation: str, timeout: float | None = None) -> AsyncIterator[None]:
+    """Run a block of Storage calls within ``timeout``; an outage or an expired deadline raises
+    ``StorageUnavailableError`` (answers about data pass through unchanged)."""
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except Exception as error:
+        if is_outage(error):
+            raise unavailable(operation, error) from error
+        raise
+
+
+@dataclass(frozen=True)
+class OutageWait:
+    """How long work that must not be lost waits for Storage to come back, retrying in place, before it
+    gives up and leaves the retry to queue redelivery (which may itself be delayed by the outage)."""
+
+    budget_seconds: float = 60.0
+    first_delay: float = 0.25
+    max_delay: float = 4.0
+
+    async def run(self, call: Callable[[], Awaitable[_T]], deadline: float | None = None) -> _T:
+        """``call()`` until it does not raise ``StorageUnavailableError`` or the deadline (monotonic
+        seconds; default: ``budget_seconds`` from now) has passed; then the last error is raised."""
+        deadline = time.monotonic() + self.budget_seconds if deadline is None else deadline
+        delay = self.first_delay
+        while True:
+            try:
+                return await call()
+            except StorageUnavailableError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, self.max_delay)
+
+
+NO_WAIT = OutageWait(budget_seconds=0.0)
+
+
+class _GuardedPages:
+    """An SDK async pager whose iteration failures are translated like every other call."""
+
+    def __init__(self, pages: Any, operation: str) -> None:
+        self._pages = pages
+        self._operation = operation
+
+    def __aiter__(self) -> _GuardedPages:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._pages.__anext__()
+        except StopAsyncIteration:
+            raise
+        except Exception as error:
+            if is_outage(error):
+                raise unavailable(self._operation, error) from error
+            raise
+
+
+class GuardedClient:
+    """Forwards every attribute to an SDK Table/Queue client; failures of its calls that are outages
+    become ``StorageUnavailableError``. Typed as the client it wraps (``guard``), so callers keep the
+    SDK's signatures."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self._client = client
+        self._name = name
+
+    @property
+    def wrapped(self) -> Any:
+        """The SDK client itself (tests, and code that must see the raw type)."""
+        return self._client
+
+    def __getattr__(self, attribute: str) -> Any:
+        value = getattr(self._client, attribute)
+        if not callable(value):
+            return value
+        operation = f"{self._name}.{attribute}"
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = value(*args, **kwargs)
+            except Exception as error:
+                if is_outage(error):
+                    raise unavailable(operation, error) from error
+                raise
+            if inspect.isawaitable(result):
+                return _guarded_await(result, operation)
+            if hasattr(result, "__anext__"):
+                return _GuardedPages(result, operation)
+            return result
+
+        return call
+
+
+async def _guarded_await(awaitable: Awaitable[_T], operation: str) -> _T:
+    try:
+        return await awaitable
+    except Exception as error:
+        if is_outage(error):
+            raise unavailable(operation, error) from error
+        raise
+
+
+def guard(client: _T, name: str) -> _T:
+    """``client`` behind the storage-error layer, still typed as ``client``."""
+    if isinstance(client, GuardedClient):
+        return client
+    return cast(_T, GuardedClient(client, name))
+
 
 _UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f%]")
 MAX_READABLE_KEY = 200
@@ -58,8 +211,10 @@ class Tables:
             return client
         async with self._lock:
             if short_name not in self._ready:
-                await self._service.create_table_if_not_exists(self.name(short_name))
-                self._ready[short_name] = self._service.get_table_client(self.name(short_name))
+                name = self.name(short_name)
+                async with storage_call(f"create table {short_name}"):
+                    await self._service.create_table_if_not_exists(name)
+                self._ready[short_name] = guard(self._service.get_table_client(name), f"table {short_name}")
         return self._ready[short_name]
 
 
@@ -88,7 +243,8 @@ class Queues:
                 queue = self._service.get_queue_client(
                     name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
                 )
-                with contextlib.suppress(ResourceExistsError):
-                    await queue.create_queue()
-                self._ready[name] = queue
+                async with storage_call(f"create queue {name}"):
+                    with contextlib.suppress(ResourceExistsError):
+                        await queue.create_queue()
+                self._ready[name] = guard(queue, f"queue {name}")
         return self._ready[name]

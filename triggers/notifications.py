@@ -20,7 +20,9 @@ async def _webhook(req: func.HttpRequest) -> func.HttpResponse:
     token = req.params.get("validationToken")
     if token is not None:
         return func.HttpResponse(validation_token(token), status_code=200, mimetype="text/plain", charset="utf-8")
-    result = await (await registry.get(WEBHOOK)).accept(req.get_body())
+    webhook = await registry.get(WEBHOOK)
+    webhook.refuse_oversized(req.headers.get("content-length"))
+    result = await webhook.accept(req.get_body())
     return json_response(result.to_dict(), 202)
 
 

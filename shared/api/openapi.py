@@ -21,7 +21,7 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
 _CACHE_HEADERS = {
     "X-Cache": {
         "description": "which tier answered",
-        "schema": {"type": "string", "enum": ["hit-l1", "hit-l2", "miss", "stale"]},
+        "schema": {"type": "string", "enum": ["hit-l1", "hit-l2", "miss", "bypass", "stale"]},
     },
     "ETag": {"schema": {"type": "string"}},
     "Cache-Control": {"schema": {"type": "string"}},

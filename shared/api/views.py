@@ -1,6 +1,6 @@
 """HTTP views of the users/mail API: parse the request, ask ``DirectoryApi``, answer with cache headers.
 
-Every answer says how fresh it is: ``X-Cache`` (hit-l1 | hit-l2 | miss | stale), ``Age``, ``ETag`` (a hash
+Every answer says how fresh it is: ``X-Cache`` (hit-l1 | hit-l2 | miss | bypass | stale), ``Age``, ``ETag`` (a hash
 of the content) and ``Cache-Control``; ``If-None-Match`` with a matching ETag is answered 304.
 """
 

@@ -45,8 +45,8 @@ from shared.cache.keys import CacheKey
 from shared.cache.memory import MemoryTier
 from shared.cache.policy import CachePolicy, Freshness
 from shared.cache.stats import CacheStats
-from shared.cache.table import DEFAULT_TABLE, CacheStorageError, StoredRow, TableTier
-from shared.errors import NotFoundError, TransientError, UnavailableError
+from shared.cache.table import DEFAULT_TABLE, StoredRow, TableTier
+from shared.errors import NotFoundError, StorageUnavailableError, TransientError, UnavailableError
 from shared.telemetry import get_logger
 
 if TYPE_CHECKING:
@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
-Source = Literal["hit-l1", "hit-l2", "miss", "stale"]
+# "bypass": fetched upstream while Table Storage was unavailable (kept in L1 only, not shared).
+Source = Literal["hit-l1", "hit-l2", "miss", "bypass", "stale"]
 
 log = get_logger("cache")
 
@@ -208,7 +209,7 @@ class CacheManager:
         if use_l2:
             try:
                 row = await self._l2.read(key)
-            except CacheStorageError as exc:
+            except StorageUnavailableError as exc:
                 self._storage_failed(exc)
                 use_l2 = False
         l2_entry = self._valid(row, generation)
@@ -225,7 +226,7 @@ class CacheManager:
         if use_l2:
             try:
                 waited = await self._lease_or_wait(key, generation, fresh)
-            except CacheStorageError as exc:
+            except StorageUnavailableError as exc:
                 self._storage_failed(exc)
                 use_l2 = False
             else:
@@ -252,7 +253,7 @@ class CacheManager:
         self, key: CacheKey, generation: str, fresh: Freshness
     ) -> tuple[str, StoredRow | None] | CacheResult[Any] | Entry | None:
         """Our lease and the row as it is now, or the value another instance stored while we waited,
-        or None when ``lease_wait`` ran out. Raises ``CacheStorageError``."""
+        or None when ``lease_wait`` ran out. Raises ``StorageUnavailableError``."""
         polls = round(self.policy.lease_wait / self.policy.lease_poll_interval)
         for attempt in range(polls + 1):
             lease = await self._l2.acquire_lease(key, owner=self._owner, duration=self.policy.lease_duration)
@@ -311,7 +312,8 @@ class CacheManager:
             raise TypeError(f"cache {key.namespace}: fetch returned a value JSON cannot carry: {exc}") from exc
         entry = Entry(payload, content_hash(payload), fetched_at, fetched_at + fresh.max_staleness, generation)
         await self._store(key, entry, etag=etag, use_l2=use_l2, epoch=epoch)
-        return CacheResult(decode_json(payload), "miss", 0.0, entry.content_hash)
+        source: Source = "miss" if use_l2 and self._l2_usable() else "bypass"
+        return CacheResult(decode_json(payload), source, 0.0, entry.content_hash)
 
     async def _store(self, key: CacheKey, entry: Entry, *, etag: str | None, use_l2: bool, epoch: int) -> None:
         """Write L2 (conditionally) then L1; a value that cannot be stored is simply not cached."""
@@ -325,7 +327,7 @@ class CacheManager:
         if use_l2 and self._l2_usable():
             try:
                 written = await self._l2.write(key, entry, packed, etag=etag)
-            except CacheStorageError as exc:
+            except StorageUnavailableError as exc:
                 self._storage_failed(exc)
             if not written:
                 self.stats.write_conflicts += 1
@@ -363,7 +365,7 @@ class CacheManager:
                     return  # another instance is refreshing it
                 etag = row.etag if row else None
             await self._fetch_and_store(key, fetch, fresh, generation, etag=etag, use_l2=use_l2)
-        except CacheStorageError as exc:
+        except StorageUnavailableError as exc:
             self._storage_failed(exc)
         except NotFoundError:
             pass  # cached as a negative entry: the next read raises it
@@ -396,7 +398,7 @@ class CacheManager:
         self._l1.pop(key)
         try:
             await self._l2.tombstone(key, until=self._clock() + self.policy.lease_duration)
-        except CacheStorageError as exc:
+        except StorageUnavailableError as exc:
             self._storage_failed(exc)
             raise UnavailableError("cache invalidation could not be stored", service="table-storage") from exc
 
@@ -409,7 +411,7 @@ class CacheManager:
         self._generations.put(group, generation)
         try:
             await self._l2.write_generation(group, generation)
-        except CacheStorageError as exc:
+        except StorageUnavailableError as exc:
             self._storage_failed(exc)
             raise UnavailableError("cache invalidation could not be stored", service="table-storage") from exc
 
@@ -417,7 +419,7 @@ class CacheManager:
         """Delete expired rows (Table Storage has no TTL); the number deleted. For a timer trigger."""
         try:
             return await self._l2.sweep_expired()
-        except CacheStorageError as exc:
+        except StorageUnavailableError as exc:
             self._storage_failed(exc)
             raise UnavailableError("cache sweep could not reach Table Storage", service="table-storage") from exc
 
@@ -442,7 +444,7 @@ class CacheManager:
         before = self._generations.get(group, allow_expired=True)
         try:
             generation = await self._l2.read_generation(group)
-        except CacheStorageError as exc:
+        except StorageUnavailableError as exc:
             self._storage_failed(exc)
             return None
         bumped_here = self._generations.get(group, allow_expired=True)
@@ -477,13 +479,13 @@ class CacheManager:
     async def _release(self, key: CacheKey, lease: str) -> None:
         try:
             await self._l2.release_lease(key, lease)
-        except CacheStorageError as exc:
+        except StorageUnavailableError as exc:
             self._storage_failed(exc)  # the lease expires on its own
 
     def _l2_usable(self) -> bool:
         return self._clock() >= self._l2_down_until
 
-    def _storage_failed(self, exc: CacheStorageError) -> None:
+    def _storage_failed(self, exc: StorageUnavailableError) -> None:
         self.stats.storage_errors += 1
         self._l2_down_until = self._clock() + self.policy.storage_cooldown
         log.warning("cache degraded to memory and upstream for %.0f s: %s", self.policy.storage_cooldown, exc)
@@ -496,6 +498,8 @@ class CacheManager:
             self.stats.hits_l2 += 1
         elif source == "stale":
             self.stats.stale += 1
+        elif source == "bypass":
+            self.stats.bypassed += 1
         else:
             self.stats.misses += 1
 

@@ -11,7 +11,8 @@ class CacheStats:
     """Two kinds of counters.
 
     Per caller (each ``get_or_set`` call counts exactly one): ``hits_l1``, ``hits_l2``, ``stale``,
-    ``misses``, ``negative_hits`` (a cached ``NotFoundError`` re-raised), ``failures`` (the call raised
+    ``misses``, ``bypassed`` (fetched upstream while Table Storage was unavailable, so not shared with
+    other instances), ``negative_hits`` (a cached ``NotFoundError`` re-raised), ``failures`` (the call raised
     an upstream error that was not a cached one).
 
     Per operation: ``fetches`` (upstream calls), ``fetch_errors``, ``storage_errors`` (Table failures
@@ -24,6 +25,7 @@ class CacheStats:
     hits_l2: int = 0
     stale: int = 0
     misses: int = 0
+    bypassed: int = 0
     negative_hits: int = 0
     failures: int = 0
     fetches: int = 0

@@ -1,8 +1,8 @@
 """The Table-Storage tier (L2): value rows, refresh leases and group generations in one table.
 
-Every storage failure (HTTP error, refused connection, timeout) leaves this module as
-``CacheStorageError``, so the manager has one thing to catch and degrade on. Conflicts are not
-failures: they come back as ``False``/``None``.
+Every storage failure (outage, timeout, or an answer this module does not expect) leaves it as
+``StorageUnavailableError`` (the storage layer's one type), so the manager has one thing to catch and
+degrade on. Conflicts are not failures: they come back as ``False``/``None``.
 
 Table Storage has no TTL. Rows carry ``ExpiresAt`` (epoch seconds, Edm.Double); readers treat an
 expired row as a miss, and ``sweep_expired`` deletes them with one filtered, projected scan::
@@ -17,7 +17,6 @@ one would make every entry written under the original generation valid again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -30,6 +29,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from shared.cache.codec import CorruptEntryError, unpack
 from shared.cache.entry import Entry
 from shared.cache.keys import GENERATION_PREFIX, CacheKey, group_address
+from shared.storage import storage_call, unavailable
 from shared.telemetry import get_logger
 
 if TYPE_CHECKING:
@@ -44,10 +44,6 @@ TRANSACTION_LIMIT = 100
 KIND_VALUE = "value"
 KIND_NEGATIVE = "negative"
 KIND_TOMBSTONE = "tombstone"
-
-
-class CacheStorageError(Exception):
-    """Table Storage could not be used for this call; the cache degrades instead of failing."""
 
 
 @dataclass(frozen=True)
@@ -80,12 +76,12 @@ class TableTier:
     @contextlib.asynccontextmanager
     async def _client(self, operation: str, *, bounded: bool = True) -> AsyncIterator[TableClient]:
         """The table client, the call bounded by ``timeout`` (unless not ``bounded``), any failure made
-        ``CacheStorageError``."""
+        ``StorageUnavailableError``."""
         try:
-            async with asyncio.timeout(self._timeout if bounded else None):
+            async with storage_call(f"cache {operation}", self._timeout if bounded else None):
                 yield await self._get_client()
-        except (AzureError, OSError, TimeoutError) as exc:
-            raise CacheStorageError(f"table {operation} failed: {type(exc).__name__}: {exc}") from exc
+        except AzureError as exc:  # an answer the cache does not expect (e.g. 400): degrade all the same
+            raise unavailable(f"cache {operation}", exc) from exc
 
     # --- values ---------------------------------------------------------------------------------------
 

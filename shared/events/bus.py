@@ -18,13 +18,19 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.errors import StorageUnavailableError
 from shared.events.model import Event
 from shared.telemetry import get_logger
 
 log = get_logger("events.bus")
 
 Handler = Callable[[Event], Awaitable[None]]
-OutcomeStatus = Literal["ok", "failed", "timeout", "skipped"]
+# Called with a handler's name right after it succeeded (the dispatcher records it done at once).
+OnSuccess = Callable[[str], Awaitable[None]]
+# "unrecorded": the handler ran, but ``on_success`` (recording it) failed; it still counts as failed.
+OutcomeStatus = Literal["ok", "failed", "timeout", "unrecorded", "skipped"]
+
+FAILED: tuple[OutcomeStatus, ...] = ("failed", "timeout", "unrecorded")
 
 _PATTERN = re.compile(r"\*|(\*|[a-z0-9]+)\.(\*|[a-z0-9]+)")
 _HANDLER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -51,6 +57,7 @@ class HandlerOutcome:
     status: OutcomeStatus
     duration_ms: float = 0.0
     error: str | None = None
+    outage: bool = False  # it failed because Storage did not answer: worth retrying in place
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ class PublishResult:
 
     @property
     def failed(self) -> tuple[HandlerOutcome, ...]:
-        return tuple(o for o in self.outcomes if o.status in ("failed", "timeout"))
+        return tuple(o for o in self.outcomes if o.status in FAILED)
 
     @property
     def ok(self) -> bool:
@@ -112,11 +119,14 @@ class EventBus:
     def handlers_for(self, event_type: str) -> list[Registration]:
         return [r for r in self._registrations if r.matches(event_type)]
 
-    async def publish(self, event: Event, *, skip: Collection[str] = ()) -> PublishResult:
-        """Run every matching handler not in ``skip`` concurrently; never raises for a handler's failure."""
+    async def publish(
+        self, event: Event, *, skip: Collection[str] = (), on_success: OnSuccess | None = None
+    ) -> PublishResult:
+        """Run every matching handler not in ``skip`` concurrently; never raises for a handler's failure.
+        ``on_success(name)`` runs right after each handler that succeeded; if it fails, so does the outcome."""
         registrations = self.handlers_for(event.type)
         outcomes = await asyncio.gather(
-            *(_skipped(r.name) if r.name in skip else _run(r, event) for r in registrations)
+            *(_skipped(r.name) if r.name in skip else _run(r, event, on_success) for r in registrations)
         )
         return PublishResult(event.type, tuple(outcomes))
 
@@ -125,17 +135,27 @@ async def _skipped(name: str) -> HandlerOutcome:
     return HandlerOutcome(name, "skipped")
 
 
-async def _run(registration: Registration, event: Event) -> HandlerOutcome:
+async def _run(registration: Registration, event: Event, on_success: OnSuccess | None) -> HandlerOutcome:
     started = time.perf_counter()
+    name = registration.name
     try:
         async with asyncio.timeout(registration.timeout):
             await registration.handler(event)
     except TimeoutError:
         elapsed = (time.perf_counter() - started) * 1000
-        log.warning("handler %s timed out after %.0f ms on %s %s", registration.name, elapsed, event.type, event.id)
-        return HandlerOutcome(registration.name, "timeout", elapsed, f"timed out after {registration.timeout} s")
+        log.warning("handler %s timed out after %.0f ms on %s %s", name, elapsed, event.type, event.id)
+        return HandlerOutcome(name, "timeout", elapsed, f"timed out after {registration.timeout} s")
     except Exception as error:
         elapsed = (time.perf_counter() - started) * 1000
-        log.warning("handler %s failed on %s %s", registration.name, event.type, event.id, exc_info=True)
-        return HandlerOutcome(registration.name, "failed", elapsed, f"{type(error).__name__}: {error}")
-    return HandlerOutcome(registration.name, "ok", (time.perf_counter() - started) * 1000)
+        outage = isinstance(error, StorageUnavailableError)
+        log.warning("handler %s failed on %s %s", name, event.type, event.id, exc_info=not outage)
+        return HandlerOutcome(name, "failed", elapsed, f"{type(error).__name__}: {error}", outage)
+    if on_success is not None:
+        try:
+            await on_success(name)
+        except Exception as error:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.warning("handler %s ran on %s %s but could not be recorded: %s", name, event.type, event.id, error)
+            # Not an outage to retry in place: the effect happened, running it again would repeat it.
+            return HandlerOutcome(name, "unrecorded", elapsed, f"ran, not recorded: {type(error).__name__}")
+    return HandlerOutcome(name, "ok", (time.perf_counter() - started) * 1000)

@@ -10,7 +10,9 @@ becomes ``done``; after failure the claim is deleted so a redelivery runs the ha
 - two workers holding duplicate copies at once (Graph redelivered a POST we were slow to ack) cannot
   both run it: the loser sees ``busy`` and retries later;
 - a worker that died mid-handler leaves a claim whose lease runs out; the next attempt takes it over
-  with a conditional update (the ETag decides a race between two takers).
+  with a conditional update (the ETag decides a race between two takers);
+- a claim carries its ``owner`` (one token per dispatch of an event), so the same dispatch retrying in
+  place after a storage outage takes its own claim back instead of seeing it as ``busy``.
 
 Rows expire after ``DedupeConfig.ttl`` (Tables have no TTL: expired rows count as absent and ``sweep``
 deletes them). The partition key is the identity, so markers spread over partitions.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from shared.errors import TransientError
+from shared.errors import StorageUnavailableError
 from shared.storage import Tables, safe_key
 from shared.telemetry import get_logger
 
@@ -76,48 +78,42 @@ class DedupeStore:
     async def _table(self) -> TableClient:
         return await self._tables.get(self.config.table)
 
-    def _entity(self, identity: str, handler: str, state: str, lease_seconds: float) -> dict[str, Any]:
+    def _entity(self, identity: str, handler: str, state: str, lease_seconds: float, owner: str = "") -> dict[str, Any]:
         now = self._now()
         return {
             "PartitionKey": identity,
             "RowKey": safe_key(handler),
             "State": state,
+            "Owner": owner,
             "LeaseUntil": now + timedelta(seconds=lease_seconds),
             "ExpiresAt": now + self.config.ttl,
         }
 
-    async def claim(self, identity: str, leases: Mapping[str, float]) -> dict[str, Claim]:
+    async def claim(self, identity: str, leases: Mapping[str, float], owner: str = "") -> dict[str, Claim]:
         """Try to become the one worker running each handler (name → timeout in seconds) for ``identity``.
 
         The common case, a new notification, costs one entity-group transaction (all markers of an
         identity share its partition); a redelivery costs that failed transaction plus one query.
+        ``StorageUnavailableError`` when Storage does not answer.
         """
-        from azure.core.exceptions import AzureError
         from azure.data.tables import TableTransactionError
 
         table = await self._table()
         margin = self.config.lease_margin_seconds
-        entities = {h: self._entity(identity, h, _RUNNING, lease + margin) for h, lease in leases.items()}
+        entities = {h: self._entity(identity, h, _RUNNING, lease + margin, owner) for h, lease in leases.items()}
         if not entities:
             return {}
         try:
-            try:
-                created = await table.submit_transaction([("create", e) for e in entities.values()])
-                return {
-                    h: Claim(identity, h, "acquired", r.get("etag")) for h, r in zip(entities, created, strict=True)
-                }
-            except TableTransactionError as error:
-                if error.status_code != 409:
-                    raise
-            rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": identity})
-            existing = {row["RowKey"]: row async for row in rows}
-            claims = await asyncio.gather(
-                *(self._claim_one(table, h, e, existing.get(e["RowKey"])) for h, e in entities.items())
-            )
-        except AzureError as error:
-            raise TransientError(
-                f"could not claim dedupe markers: {type(error).__name__}", service="storage"
-            ) from error
+            created = await table.submit_transaction([("create", e) for e in entities.values()])
+            return {h: Claim(identity, h, "acquired", r.get("etag")) for h, r in zip(entities, created, strict=True)}
+        except TableTransactionError as error:
+            if error.status_code != 409:
+                raise
+        rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": identity})
+        existing = {row["RowKey"]: row async for row in rows}
+        claims = await asyncio.gather(
+            *(self._claim_one(table, h, e, existing.get(e["RowKey"])) for h, e in entities.items())
+        )
         return {c.handler: c for c in claims}
 
     async def _claim_one(
@@ -138,9 +134,10 @@ class DedupeStore:
         if existing.get("ExpiresAt", now) > now:
             if existing.get("State") == _DONE:
                 return Claim(identity, handler, "done")
-            if existing.get("LeaseUntil", now) > now:
+            ours = bool(entity["Owner"]) and existing.get("Owner") == entity["Owner"]
+            if existing.get("LeaseUntil", now) > now and not ours:
                 return Claim(identity, handler, "busy")
-        # An expired marker or an abandoned claim: take it over unless someone else just did.
+        # Our own claim, an expired marker or an abandoned claim: take it over unless someone else just did.
         try:
             updated = await table.update_entity(
                 entity,
@@ -154,22 +151,16 @@ class DedupeStore:
 
     async def complete(self, claims: Collection[Claim]) -> None:
         """Mark handlers done (unconditionally: they did run, whoever holds the rows now); one
-        transaction per identity."""
-        from azure.core.exceptions import AzureError
+        transaction per identity. ``StorageUnavailableError`` when Storage does not answer."""
         from azure.data.tables import UpdateMode
 
         by_identity: dict[str, list[Claim]] = {}
         for claim in claims:
             by_identity.setdefault(claim.identity, []).append(claim)
         table = await self._table()
-        try:
-            for identity, group in by_identity.items():
-                entities = [self._entity(identity, c.handler, _DONE, 0) for c in group]
-                await table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities])
-        except AzureError as error:
-            raise TransientError(
-                f"could not complete dedupe markers: {type(error).__name__}", service="storage"
-            ) from error
+        for identity, group in by_identity.items():
+            entities = [self._entity(identity, c.handler, _DONE, 0) for c in group]
+            await table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities])
 
     async def release(self, claim: Claim) -> None:
         """Drop our claim after a failure so a redelivery can run the handler; best effort (the lease
@@ -181,7 +172,7 @@ class DedupeStore:
             await (await self._table()).delete_entity(
                 claim.identity, safe_key(claim.handler), etag=claim.etag, match_condition=MatchConditions.IfNotModified
             )
-        except AzureError as error:
+        except (AzureError, StorageUnavailableError) as error:
             log.info("could not release claim of %s on %s: %s", claim.handler, claim.identity, type(error).__name__)
 
     async def completed(self, identity: str) -> set[str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import InvalidInputError
+from shared.errors import InvalidInputError, PayloadTooLargeError
 from shared.events.model import Event, change_identity, event_type, parse_resource
 
 ENVELOPE_VERSION = 1
@@ -153,7 +153,7 @@ def decode_json(data: bytes | str, what: str, max_bytes: int) -> Any:
     """
     size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else len(data)
     if size > max_bytes:
-        raise InvalidInputError(f"{what} is {size} bytes; at most {max_bytes} are accepted")
+        raise PayloadTooLargeError(f"{what} is {size} bytes; at most {max_bytes} are accepted")
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         return json.loads(text, parse_constant=_refuse_constant)

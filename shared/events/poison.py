@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import TransientError
+from shared.errors import StorageUnavailableError
 from shared.events.notifications import encode_envelope
 from shared.storage import QUEUE_MESSAGE_MAX_TEXT_BYTES, Queues
 from shared.telemetry import get_logger
@@ -61,18 +61,11 @@ def unwrap(text: str) -> tuple[str, str | None]:
 
 
 async def write_poison(queues: Queues, queue: str, original: str, reason: str) -> None:
-    """Park ``original`` (from ``queue``) in its poison queue; ``TransientError`` if that failed."""
-    from azure.core.exceptions import AzureError
-
+    """Park ``original`` (from ``queue``) in its poison queue; ``StorageUnavailableError`` if that failed."""
     text = wrap(original, queue, reason)
     if len(text.encode("utf-8")) > QUEUE_MESSAGE_MAX_TEXT_BYTES:
         text = original  # the wrapper would not fit one message: keep the original, the reason is logged
-    try:
-        await (await queues.get(poison_queue_name(queue))).send_message(text)
-    except AzureError as error:
-        raise TransientError(
-            f"could not write to {poison_queue_name(queue)}: {type(error).__name__}", service="storage"
-        ) from error
+    await (await queues.get(poison_queue_name(queue))).send_message(text)
     log.warning("poisoned a message from %s: %s", queue, reason[:MAX_REASON_CHARS])
 
 
@@ -82,7 +75,7 @@ async def poison_item(queues: Queues, queue: str, received_at: datetime, raw: An
     alone = encode_envelope(received_at, [json.dumps(raw, separators=(",", ":"))])
     try:
         await write_poison(queues, queue, alone, reason)
-    except TransientError:
+    except StorageUnavailableError:
         return False
     return True
 
@@ -102,8 +95,6 @@ class ReplayResult:
 
 async def replay_poison(queues: Queues, queue: str, *, limit: int = 1000, visibility_timeout: int = 60) -> ReplayResult:
     """Move up to ``limit`` poison messages back to ``queue`` (send first, then delete)."""
-    from azure.core.exceptions import AzureError
-
     poison = await queues.get(poison_queue_name(queue))
     target = await queues.get(queue)
     replayed = failed = 0
@@ -122,9 +113,9 @@ async def replay_poison(queues: Queues, queue: str, *, limit: int = 1000, visibi
             try:
                 await target.send_message(original)
                 await poison.delete_message(message)
-            except AzureError as error:
+            except StorageUnavailableError as error:
                 failed += 1  # stays in (or reappears in) the poison queue after the visibility timeout
-                log.warning("could not replay poison message %s: %s", message.id, type(error).__name__)
+                log.warning("could not replay poison message %s: %s", message.id, error.message)
                 continue
             replayed += 1
     return ReplayResult(replayed, failed)

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
-from shared.errors import TransientError
 from shared.settings import Secret
-from shared.storage import Tables, safe_key
+from shared.storage import Tables, safe_key, storage_call
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -109,43 +108,27 @@ class SubscriptionRegistry:
 
     async def get(self, subscription_id: str) -> SubscriptionRecord | None:
         """The record straight from the table (no cache): for management and renewal."""
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError
 
         try:
             entity = await (await self._table()).get_entity(_PARTITION, safe_key(subscription_id))
         except ResourceNotFoundError:
             return None
-        except AzureError as error:
-            raise _storage_error("read a subscription", error) from error
         return SubscriptionRecord.from_entity(dict(entity))
 
     async def upsert(self, record: SubscriptionRecord) -> None:
-        from azure.core.exceptions import AzureError
         from azure.data.tables import UpdateMode
 
-        try:
-            await (await self._table()).upsert_entity(record.to_entity(), mode=UpdateMode.REPLACE)
-        except AzureError as error:
-            raise _storage_error("write a subscription", error) from error
+        await (await self._table()).upsert_entity(record.to_entity(), mode=UpdateMode.REPLACE)
         self._remember(record.id, record.client_state)
 
     async def delete(self, subscription_id: str) -> None:
-        from azure.core.exceptions import AzureError
-
-        try:
-            await (await self._table()).delete_entity(_PARTITION, safe_key(subscription_id))
-        except AzureError as error:
-            raise _storage_error("delete a subscription", error) from error
+        await (await self._table()).delete_entity(_PARTITION, safe_key(subscription_id))
         self._remember(subscription_id, None)
 
     async def list_all(self) -> list[SubscriptionRecord]:
-        from azure.core.exceptions import AzureError
-
         table = await self._table()
-        try:
-            entities = [e async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": _PARTITION})]
-        except AzureError as error:
-            raise _storage_error("list subscriptions", error) from error
+        entities = [e async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": _PARTITION})]
         return [SubscriptionRecord.from_entity(dict(e)) for e in entities]
 
     async def client_state(self, subscription_id: str) -> Secret | None:
@@ -173,11 +156,8 @@ class SubscriptionRegistry:
             async with gate:
                 return await self.client_state(subscription_id)
 
-        try:
-            async with asyncio.timeout(self._config.lookup_timeout_seconds):
-                secrets = await asyncio.gather(*(one(i) for i in ids))
-        except TimeoutError as error:
-            raise TransientError("subscription lookups timed out", service="storage", retry_after=5) from error
+        async with storage_call("subscription lookups", self._config.lookup_timeout_seconds):
+            secrets = await asyncio.gather(*(one(i) for i in ids))
         return dict(zip(ids, secrets, strict=True))
 
     def _remember(self, subscription_id: str, secret: Secret | None) -> None:
@@ -191,7 +171,3 @@ class SubscriptionRegistry:
             self._cache.pop(subscription_id, None)
             return
         self._cache[subscription_id] = (now + ttl, secret)
-
-
-def _storage_error(action: str, error: Exception) -> TransientError:
-    return TransientError(f"could not {action}: {type(error).__name__}", service="storage")

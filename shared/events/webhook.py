@@ -2,7 +2,7 @@
 
 Graph wants a 2xx within ~3 s and retries a 5xx for hours, so the rule is *persist first*: every
 accepted item is in a Storage queue before ``accept`` returns, and if any send fails ``accept`` raises
-``TransientError`` (→ 503) and Graph redelivers the whole POST; the copies that did land are absorbed by
+``StorageUnavailableError`` (→ 503) and Graph redelivers the whole POST; the copies that did land are absorbed by
 the processor's dedupe. Items are packed into as few queue messages as fit (64 KiB after base64), sent
 concurrently: one send per ~48 KiB instead of one per item. Change items go to ``graph-notifications``,
 lifecycle items to ``graph-lifecycle``, whichever endpoint they arrived on.
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from shared import metrics
-from shared.errors import InvalidInputError, TransientError
+from shared.errors import InvalidInputError, PayloadTooLargeError, StorageUnavailableError
 from shared.events.group_commit import GroupCommit
 from shared.events.notifications import (
     DEFAULT_LIMITS,
@@ -37,12 +37,15 @@ from shared.events.notifications import (
     parse_item,
 )
 from shared.settings import Secret
-from shared.storage import QUEUE_MESSAGE_MAX_BYTES, Queues
+from shared.storage import QUEUE_MESSAGE_MAX_BYTES, Queues, storage_call
 from shared.telemetry import get_logger
 
 log = get_logger("events.webhook")
 
 DropReason = Literal["invalid", "unknown_subscription", "client_state_mismatch"]
+# What the sender is told: an unknown subscription and a wrong clientState are one reason, so the
+# answer never tells an outsider which subscription ids exist (logs and metrics keep them apart).
+_PUBLIC_REASON = {"unknown_subscription": "refused", "client_state_mismatch": "refused"}
 _TOKEN_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -73,12 +76,11 @@ class AcceptResult:
     dropped: Mapping[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "lifecycle": self.lifecycle,
-            "messages": self.messages,
-            "dropped": dict(self.dropped),
-        }
+        """The 202 body: counts only, with refusals merged into one reason."""
+        public: Counter[str] = Counter()
+        for reason, count in self.dropped.items():
+            public[_PUBLIC_REASON.get(reason, reason)] += count
+        return {"accepted": self.accepted, "lifecycle": self.lifecycle, "messages": self.messages, "dropped": public}
 
 
 class ClientStateSource(Protocol):
@@ -129,9 +131,17 @@ class NotificationWebhook:
         self._changes = GroupCommit(self._sender(self.config.notifications_queue), limit, timeout)
         self._lifecycle = GroupCommit(self._sender(self.config.lifecycle_queue), limit, timeout)
 
+    def refuse_oversized(self, content_length: str | None) -> None:
+        """``PayloadTooLargeError`` (413) when the declared ``Content-Length`` is over our limit, checked
+        before the body is read; a body sent without the header is still bounded while parsing."""
+        limit = self.config.limits.max_body_bytes
+        declared = (content_length or "").strip()
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(f"the body is larger than {limit} bytes")
+
     async def accept(self, body: bytes) -> AcceptResult:
         """Validate, authenticate per item, persist. ``InvalidInputError`` for a bad body (nothing kept),
-        ``TransientError`` if storage failed (nothing may be claimed as accepted)."""
+        ``StorageUnavailableError`` if storage failed (nothing may be claimed as accepted)."""
         started = time.perf_counter()
         try:
             result = await self._accept(body)
@@ -177,18 +187,17 @@ class NotificationWebhook:
 
     async def _persist(self, received_at: datetime, changes: list[str], lifecycle: list[str]) -> int:
         """Both kinds of item through their queue's group commit; every send must succeed in time."""
-        from azure.core.exceptions import AzureError
-
         try:
-            async with asyncio.timeout(self.config.persist_timeout_seconds):
+            async with storage_call("persist notifications", self.config.persist_timeout_seconds):
                 with metrics.span("queue.send"):
                     counts = await asyncio.gather(
                         self._changes.persist(received_at, changes), self._lifecycle.persist(received_at, lifecycle)
                     )
-        except TimeoutError as error:
-            raise _persist_failed(f"timed out after {self.config.persist_timeout_seconds} s") from error
-        except (AzureError, OSError) as error:
-            raise _persist_failed(f"a send failed ({type(error).__name__})") from error
+        except StorageUnavailableError as error:
+            # Graph retries a 5xx for up to 4 hours; a short Retry-After is only a hint for other callers.
+            raise StorageUnavailableError(
+                f"could not persist the notifications: {error.message}", retry_after=5
+            ) from error
         return sum(counts)
 
     def _sender(self, queue: str) -> Callable[[str], Awaitable[None]]:
@@ -196,8 +205,3 @@ class NotificationWebhook:
             await (await self._queues.get(queue)).send_message(message)
 
         return send
-
-
-def _persist_failed(detail: str) -> TransientError:
-    # Graph retries a 5xx for up to 4 hours; a short Retry-After is only a hint for other callers.
-    return TransientError(f"could not persist the notifications: {detail}", service="storage", retry_after=5)

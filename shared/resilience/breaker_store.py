@@ -32,6 +32,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import unquote
 
+from shared.errors import StorageUnavailableError
+
 if TYPE_CHECKING:
     from azure.core.pipeline import PipelineResponse
     from azure.data.tables import TableEntity
@@ -48,7 +50,7 @@ class StoreConflict(Exception):
     """A conditional write lost: the row exists (insert) or changed since it was read (replace)."""
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(StorageUnavailableError):
     """The store could not be reached or answered with an unexpected error."""
 
 
@@ -261,7 +263,7 @@ class TableBreakerStore:
         try:
             async with asyncio.timeout(self._timeout):
                 return await op(hook)
-        except (AzureError, OSError, TimeoutError) as error:
+        except (AzureError, OSError, TimeoutError, StorageUnavailableError) as error:
             status = getattr(error, "status_code", None)
             # 404 on a row we meant to replace: it was deleted since we read it, a conflict like 412.
             if status in (409, 412) or (status == 404 and getattr(error, "error_code", None) == _ROW_NOT_FOUND):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import AppError, TransientError, UnavailableError
+from shared.errors import AppError, UnavailableError
 from shared.events.model import Event, change_identity, event_type
 from shared.graph.delta import DeltaReader, DeltaResyncRequired, DeltaTarget
 from shared.storage import Tables, hashed_key, safe_key
@@ -282,41 +282,26 @@ class DeltaCatchup:
     # --- rows --------------------------------------------------------------------------------------
 
     async def _row(self, spec: ResourceSpec) -> dict[str, Any] | None:
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError
 
         try:
             return dict(await (await self._table()).get_entity(_PARTITION, safe_key(spec.resource)))
         except ResourceNotFoundError:
             return None
-        except AzureError as error:
-            raise _storage_error("read a delta link", error) from error
 
     async def _rows(self) -> list[dict[str, Any]]:
-        from azure.core.exceptions import AzureError
-
         table = await self._table()
-        try:
-            return [dict(e) async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": _PARTITION})]
-        except AzureError as error:
-            raise _storage_error("list delta links", error) from error
+        return [dict(e) async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": _PARTITION})]
 
     async def _merge(self, spec: ResourceSpec, values: dict[str, Any]) -> None:
         """Write some columns of the resource's row, leaving the others (a merge never loses a request)."""
-        from azure.core.exceptions import AzureError
         from azure.data.tables import UpdateMode
 
         entity = {"PartitionKey": _PARTITION, "RowKey": safe_key(spec.resource), "Resource": spec.resource, **values}
-        try:
-            await (await self._table()).upsert_entity(entity, mode=UpdateMode.MERGE)
-        except AzureError as error:
-            raise _storage_error("write a delta link", error) from error
+        await (await self._table()).upsert_entity(entity, mode=UpdateMode.MERGE)
 
 
 def _describe(error: Exception) -> str:
     """A short, secret-free description for ``LastError`` columns."""
     message = error.message if isinstance(error, AppError) else ""
     return f"{type(error).__name__}: {message}"[:300]
-
-
-def _storage_error(action: str, error: Exception) -> TransientError:
-    return TransientError(f"could not {action}: {type(error).__name__}", service="storage")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import TransientError
+from shared.errors import StorageUnavailableError
 from shared.storage import Tables, safe_key
 from shared.subscriptions.clock import Clock, utcnow
 
@@ -49,7 +49,7 @@ class LeaseStore:
     async def acquire(self, name: str, duration: timedelta) -> Lease | None:
         """Take the lease if it is free or expired; None if another worker holds it."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
         table = await self._table()
@@ -77,8 +77,6 @@ class LeaseStore:
                 )
         except (ResourceModifiedError, ResourceNotFoundError, ResourceExistsError):
             return None  # another worker took it (or released it) between our read and write
-        except AzureError as error:
-            raise TransientError(f"could not take lease: {type(error).__name__}", service="storage") from error
         return Lease(name, owner, str(meta["etag"]), now + duration)
 
     async def release(self, lease: Lease) -> None:
@@ -86,8 +84,9 @@ class LeaseStore:
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError
 
-        table = await self._table()
-        with contextlib.suppress(AzureError):  # not releasing only delays the next holder until expiry
+        # Not releasing only delays the next holder until expiry.
+        with contextlib.suppress(AzureError, StorageUnavailableError):
+            table = await self._table()
             await table.delete_entity(
                 _PARTITION, safe_key(lease.name), etag=lease.etag, match_condition=MatchConditions.IfNotModified
             )

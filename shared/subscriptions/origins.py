@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from shared.errors import TransientError
 from shared.storage import Tables, safe_key
 
 if TYPE_CHECKING:
@@ -38,19 +37,15 @@ class OriginStore:
         return await self._tables.get(self._table_name)
 
     async def get(self, subscription_id: str) -> OriginRow | None:
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError
 
         try:
             entity = await (await self._table()).get_entity(_PARTITION, safe_key(subscription_id))
         except ResourceNotFoundError:
             return None
-        except AzureError as error:
-            raise _storage_error("read a subscription origin", error) from error
         return _row(dict(entity))
 
     async def put(self, row: OriginRow) -> None:
-        from azure.core.exceptions import AzureError
-
         entity = {
             "PartitionKey": _PARTITION,
             "RowKey": safe_key(row.subscription_id),
@@ -58,18 +53,10 @@ class OriginStore:
             "Origin": row.origin,
             "Resource": row.resource,
         }
-        try:
-            await (await self._table()).upsert_entity(entity)
-        except AzureError as error:
-            raise _storage_error("write a subscription origin", error) from error
+        await (await self._table()).upsert_entity(entity)
 
     async def delete(self, subscription_id: str) -> None:
-        from azure.core.exceptions import AzureError
-
-        try:
-            await (await self._table()).delete_entity(_PARTITION, safe_key(subscription_id))
-        except AzureError as error:
-            raise _storage_error("delete a subscription origin", error) from error
+        await (await self._table()).delete_entity(_PARTITION, safe_key(subscription_id))
 
     async def all(self) -> list[OriginRow]:
         return await self._query("PartitionKey eq @pk", {"pk": _PARTITION})
@@ -82,19 +69,10 @@ class OriginStore:
         return [row for row in rows if row.origin == "desired"]
 
     async def _query(self, query: str, parameters: dict[str, Any]) -> list[OriginRow]:
-        from azure.core.exceptions import AzureError
-
         table = await self._table()
-        try:
-            return [_row(dict(e)) async for e in table.query_entities(query, parameters=parameters)]
-        except AzureError as error:
-            raise _storage_error("list subscription origins", error) from error
+        return [_row(dict(e)) async for e in table.query_entities(query, parameters=parameters)]
 
 
 def _row(entity: dict[str, Any]) -> OriginRow:
     origin: Origin = "desired" if entity.get("Origin") == "desired" else "adhoc"
     return OriginRow(entity["SubscriptionId"], origin, entity.get("Resource", ""))
-
-
-def _storage_error(action: str, error: Exception) -> TransientError:
-    return TransientError(f"could not {action}: {type(error).__name__}", service="storage")

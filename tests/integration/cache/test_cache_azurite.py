@@ -155,15 +155,16 @@ async def test_sweeper_deletes_expired_rows_and_keeps_fresh_ones(make_manager: F
         assert (await later.get_or_set(CacheKey("users", f"long-{i}"), Upstream(None))).source == "hit-l2"
 
 
-async def test_unreachable_table_storage_behaves_as_a_miss_and_counts_an_error(unique_name: str) -> None:
-    """Nothing listens on the table port: the call is answered from upstream and the error is counted."""
+async def test_unreachable_table_storage_is_bypassed_and_counts_an_error(unique_name: str) -> None:
+    """Nothing listens on the table port: the call is answered from upstream (``bypass``: the value is not
+    shared with other instances) and the error is counted."""
     port = free_port()
     dead = TableServiceClient.from_connection_string(connection_string("127.0.0.1", port, port, port), retry_total=0)
     async with dead:
         manager = CacheManager.from_tables(Tables(dead, unique_name), POLICY)
         upstream = Upstream({"id": "alice"})
         result = await manager.get_or_set(CacheKey("users", "alice", group="user:alice"), upstream)
-        assert (result.source, result.value, upstream.calls) == ("miss", {"id": "alice"}, 1)
+        assert (result.source, result.value, upstream.calls) == ("bypass", {"id": "alice"}, 1)
         assert manager.stats.storage_errors >= 1
 
 

@@ -367,16 +367,18 @@ async def test_key_invalidation_applies_at_once_in_the_same_instance(manager: Ca
 async def test_unreachable_table_behaves_as_a_miss_and_backs_off(
     manager: CacheManager, table: FakeTableClient, clock: FakeClock
 ) -> None:
-    """With the table down calls still succeed (from upstream, then L1), errors are counted, and the
-    table is left alone for ``storage_cooldown`` instead of costing every call a failure."""
+    """With the table down calls still succeed (from upstream, honestly marked ``bypass``, then L1),
+    errors are counted, and the table is left alone for ``storage_cooldown`` instead of costing every
+    call a failure."""
     table.down = True
     upstream = Upstream("v")
-    assert (await manager.get_or_set(KEY, upstream)).source == "miss"
+    assert (await manager.get_or_set(KEY, upstream)).source == "bypass"
     assert manager.stats.storage_errors >= 1
     calls_while_down = table.calls
     assert (await manager.get_or_set(KEY, upstream)).source == "hit-l1"
     clock.advance(POLICY.l1_ttl)
-    assert (await manager.get_or_set(KEY, upstream)).source == "miss"
+    assert (await manager.get_or_set(KEY, upstream)).source == "bypass"
+    assert manager.stats.bypassed == 2
     assert table.calls == calls_while_down
     table.down = False
     clock.advance(POLICY.storage_cooldown)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from azure.core.exceptions import ServiceRequestError
 
 from shared.settings import Secret
+from shared.storage import guard
 
 
 class FakeQueue:
@@ -30,7 +31,8 @@ class FakeQueues:
         self.failing = failing or set()
 
     async def get(self, name: str) -> FakeQueue:
-        return FakeQueue(name, self.sent[name], name in self.failing)
+        # Behind the storage-error layer, as every queue the app uses is (shared/storage.py).
+        return guard(FakeQueue(name, self.sent[name], name in self.failing), name)
 
 
 class FakeRegistry:

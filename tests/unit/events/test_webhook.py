@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InvalidInputError, TransientError
+from shared.errors import InvalidInputError, PayloadTooLargeError, TransientError
 from shared.events.group_commit import GroupCommit, _Waiter, pack_waiters
 from shared.events.notifications import parse_envelope
 from shared.events.webhook import NotificationWebhook, WebhookConfig, validation_token
@@ -79,6 +79,24 @@ async def test_wrong_missing_or_unknown_client_state_drops_only_that_item(
     assert result.accepted == 1
     assert result.dropped == {"client_state_mismatch": 2, "unknown_subscription": 1}
     assert len(queued_items(queues, NOTIFY)) == 1
+
+
+async def test_the_answer_does_not_tell_whether_a_subscription_exists(webhook: NotificationWebhook) -> None:
+    """An outsider posting a guessed clientState for a real id and for a made-up id gets the same 202 body:
+    our answers must not be an oracle for which subscription ids exist."""
+    stranger = {**samples.user_change(secret="guess"), "subscriptionId": "00000000-0000-0000-0000-000000000000"}
+    real = (await webhook.accept(samples.body(samples.user_change(secret="guess")))).to_dict()
+    made_up = (await webhook.accept(samples.body(stranger))).to_dict()
+    assert real == made_up == {"accepted": 0, "lifecycle": 0, "messages": 0, "dropped": {"refused": 1}}
+
+
+async def test_a_declared_body_over_the_limit_is_refused_before_reading(webhook: NotificationWebhook) -> None:
+    """413 by Content-Length alone (the body is never parsed); sizes within the limit and odd headers pass."""
+    limit = webhook.config.limits.max_body_bytes
+    with pytest.raises(PayloadTooLargeError):
+        webhook.refuse_oversized(str(limit + 1))
+    for fine in (None, "", str(limit), " 12 ", "-5", "1e9", "١٢"):
+        webhook.refuse_oversized(fine)
 
 
 async def test_malformed_items_are_dropped_and_counted(webhook: NotificationWebhook, queues: FakeQueues) -> None:
