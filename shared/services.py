@@ -237,8 +237,11 @@ async def _make_breakers() -> BreakerRegistry:
     from shared.resilience.breaker_store import TableBreakerStore
 
     policy = breaker_policy(settings())
-    table = await (await registry.get(TABLES)).get("breakers")
-    return BreakerRegistry(TableBreakerStore(table, timeout=policy.storage_timeout_seconds), policy)
+    tables = await registry.get(TABLES)
+    # The table is opened on first use: a cold instance with Storage down still builds its breakers, and
+    # the outage is handled by BREAKER_STORAGE_OUTAGE like any other (never a raw 500).
+    store = TableBreakerStore(lambda: tables.get("breakers"), timeout=policy.storage_timeout_seconds)
+    return BreakerRegistry(store, policy)
 
 
 async def _make_gateway() -> GraphGateway:

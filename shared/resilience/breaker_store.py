@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 from urllib.parse import unquote
 
 from shared.errors import StorageUnavailableError
@@ -238,10 +238,20 @@ class TableBreakerStore:
     azure exception reaches the breaker's callers. Conflicts are 409 (insert) and 412 (stale ETag).
     """
 
-    def __init__(self, table: TableClient, *, timeout: float = 2.0, clock: ServerClock | None = None) -> None:
+    def __init__(
+        self,
+        table: TableClient | Callable[[], Awaitable[TableClient]],
+        *,
+        timeout: float = 2.0,
+        clock: ServerClock | None = None,
+    ) -> None:
+        """``table`` may be a getter: the table is then opened (and created) on the first operation, so
+        building the store never touches Storage and an outage at that moment is a ``StoreUnavailable``
+        handled by the breaker's storage-outage policy, like any later one."""
         self.stats = StoreStats()
         self.clock = clock or ServerClock()
-        self._table = table
+        self._open_table = table if callable(table) else None
+        self._table: TableClient = table if not callable(table) else cast("TableClient", None)
         self._timeout = timeout
 
     def now(self) -> float:
@@ -262,6 +272,9 @@ class TableBreakerStore:
 
         try:
             async with asyncio.timeout(self._timeout):
+                if self._open_table is not None:
+                    self._table = await self._open_table()
+                    self._open_table = None
                 return await op(hook)
         except (AzureError, OSError, TimeoutError, StorageUnavailableError) as error:
             status = getattr(error, "status_code", None)
