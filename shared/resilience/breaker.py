@@ -255,12 +255,11 @@ class _Counts:
 
 @dataclass
 class _Lease:
-    """The probe lease one call holds: the ETag and expiry (service time) of its latest write."""
+    """The probe lease one call holds, as of its latest write."""
 
     generation: int
     token: str  # tells our own writes from a takeover's when a renewal conflicts
     etag: str
-    expires: float
     lost: bool = False
 
 
@@ -318,6 +317,7 @@ class Breaker:
 
         Raises ``CircuitOpenError`` (with ``retry_after`` in seconds, None while isolated) without calling
         ``fn`` when the breaker is open, isolated, or half-open with the probe taken by another caller.
+        A probe is cancelled after ``probe_timeout_seconds`` (``TimeoutError``, counted as a failure).
         """
         if self._local() < self._outage_until:
             return await self._call_without_store(fn)
@@ -371,7 +371,7 @@ class Breaker:
         for _ in range(_WRITE_ATTEMPTS):
             try:
                 etag = await self._store.insert(self._pk, LEASE_ROW, values)
-                return _Lease(generation, token, etag, expires), expires
+                return _Lease(generation, token, etag), expires
             except StoreConflict:
                 current = await self._store.read(self._pk, LEASE_ROW)
             if current is None:
@@ -384,7 +384,7 @@ class Breaker:
                 return None, held_until
             try:  # expired, or left over from an earlier open period: take it over
                 etag = await self._store.replace(self._pk, LEASE_ROW, values, current.etag)
-                return _Lease(generation, token, etag, expires), expires
+                return _Lease(generation, token, etag), expires
             except StoreConflict:
                 continue  # someone else took it over first; the next read says who
         return None, expires
@@ -434,9 +434,9 @@ class Breaker:
                     return False
                 lease.etag = current.etag  # an earlier write of ours landed though its answer was lost
                 continue
-            lease.expires = expires
             self._probe_busy = (lease.generation, expires)
             return True
+        lease.lost = True  # never confirmed: act as if it were gone
         return False
 
     async def _settle(self, ticket: _Ticket, outcome: Outcome) -> None:
