@@ -199,6 +199,11 @@ def cache_policy(current: Settings) -> CachePolicy:
     )
 
 
+def graph_attempt_seconds(current: Settings) -> float:
+    """The bound on one Graph attempt: the request timeout plus room for a token fetch before it."""
+    return current.graph_timeout_seconds + 5
+
+
 def breaker_policy(current: Settings) -> BreakerPolicy:
     from shared.resilience.breaker import BreakerPolicy
 
@@ -210,6 +215,9 @@ def breaker_policy(current: Settings) -> BreakerPolicy:
         open_base_seconds=current.breaker_open_seconds,
         open_max_seconds=current.breaker_max_open_seconds,
         storage_outage=current.breaker_storage_outage,
+        # The breakers guard Graph calls: a probe is one attempt, plus a second for the breaker's own
+        # bound to stay a backstop behind the gateway's.
+        probe_timeout_seconds=graph_attempt_seconds(current) + 1,
     )
 
 
@@ -270,7 +278,7 @@ async def _make_gateway() -> GraphGateway:
         retry_policy(current),
         limiter,
         on_close=close,
-        attempt_timeout=current.graph_timeout_seconds + 5,  # a token fetch may precede the request
+        attempt_timeout=graph_attempt_seconds(current),
     )
 
 

@@ -1,4 +1,4 @@
-"""The one path every Graph call takes: retry → circuit breaker → per-mailbox slot → one HTTP request.
+"""The one path every Graph call takes: retry → per-mailbox slot → circuit breaker → one HTTP request.
 
 Requests go through the SDK's request builders with a native response handler, so the SDK's auth and
 middleware apply but no model classes are parsed (the first call of a process costs ~35 ms, not ~1.2 s).
@@ -83,28 +83,32 @@ class GraphGateway:
     async def call(
         self, workload: str, send: Callable[[], Awaitable[httpx.Response]], *, mailbox: str | None = None
     ) -> dict[str, Any]:
-        """Run one logical Graph call: each attempt passes the breaker, then the mailbox's slot."""
+        """Run one logical Graph call: each attempt takes the mailbox's slot, then passes the breaker.
+
+        The slot comes first so that waiting for it (a local limit) is never a breaker outcome and is
+        not spent holding the breaker's half-open probe lease.
+        """
         breaker = self._breakers.get(workload)
 
         async def once() -> dict[str, Any]:
-            async with self._slot(mailbox):
-                started = time.perf_counter()
-                try:
-                    async with asyncio.timeout(self._attempt_timeout):
-                        response = await send()
-                except TRANSPORT_ERRORS as error:
-                    metrics.record_graph_attempt(workload, "transport_error", time.perf_counter() - started)
-                    raise transport_error(error) from error
-                outcome = metrics.graph_outcome(response.status_code)
-                metrics.record_graph_attempt(workload, outcome, time.perf_counter() - started)
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self._attempt_timeout):
+                    response = await send()
+            except TRANSPORT_ERRORS as error:
+                metrics.record_graph_attempt(workload, "transport_error", time.perf_counter() - started)
+                raise transport_error(error) from error
+            outcome = metrics.graph_outcome(response.status_code)
+            metrics.record_graph_attempt(workload, outcome, time.perf_counter() - started)
             return json_body(response)
 
         async def admitted() -> dict[str, Any]:
-            try:
-                return await breaker.call(once)
-            except CircuitOpenError:
-                metrics.record_graph_attempt(workload, "breaker_rejected", None)
-                raise
+            async with self._slot(mailbox):
+                try:
+                    return await breaker.call(once)
+                except CircuitOpenError:
+                    metrics.record_graph_attempt(workload, "breaker_rejected", None)
+                    raise
 
         def on_retry(error: TransientError, attempt: int, wait: float) -> None:
             status = error.status or 0

@@ -12,8 +12,7 @@ Rows per breaker (partition = ``safe_key(key)``):
   it is ``open`` whose ``open_until`` has passed. Each change bumps ``generation``, which scopes counts and
   leases to the period they belong to (counts restart after every close).
 - ``lease``: the half-open probe slot, taken by insert (conflict if held) or, once expired or left from an
-  older generation, by a conditional replace. A probe that never reports back (crash, cancellation)
-  simply lets its lease expire.
+  older generation, by a conditional replace. See "Exactly one probe" below.
 - ``<key>~shards`` partition, one row per instance: that instance's outcome counts per time bucket over
   the window, the time of its last success and its trailing failures. Each instance writes only its own
   row (replace with its running totals, so a repeated write cannot double-count) at most about once per
@@ -23,6 +22,19 @@ Each instance keeps the state row for ``state_cache_seconds``: in steady state a
 round trip; the instance makes about one state read and one shard write per second per breaker.
 
 All times in rows come from ``store.now()`` (Table service time, see ``breaker_store``).
+
+Exactly one probe: the lease is short (``probe_lease_seconds``) and its holder renews it every third of
+that while the probe runs (an ETag-conditional replace), so a slow live probe keeps it however long it
+takes (up to ``probe_timeout_seconds``, after which the breaker cancels it as a failure), while a holder
+that died stops renewing and blocks the others for at most one lease period. Each lease carries a random
+token: a renewal that conflicts re-reads the row and, if the token is still ours (our earlier write landed
+but its answer was lost), carries on; any other token means the lease lapsed and was taken over. The
+holder renews once more just before it writes the decision; a probe that lost its lease (renewals failed
+for a whole lease period: store unreachable from it, process paused) drops its outcome and the new holder
+decides. Should two probes still race to decide (a holder paused between that last renewal and the state
+write), the state row settles it: both writes are conditional on the state row's ETag and on the probed
+generation, so the first decision stands and the second sees a newer generation and leaves it. A probe
+that never reports back (crash, cancellation) simply lets its lease expire.
 
 When the store is unreachable the breaker never lets a Storage error escape ``call``. ``fail_open`` (the
 default) keeps serving through an in-process breaker with the same policy (the dependency stays
@@ -58,6 +70,7 @@ from shared.resilience.breaker_store import (
     StoreUnavailable,
     Values,
 )
+from shared.resilience.limits import ConcurrencyLimitedError
 from shared.settings import StorageOutagePolicy
 from shared.storage import safe_key
 
@@ -89,10 +102,11 @@ Classifier = Callable[[BaseException | None], Outcome]
 
 def default_classifier(error: BaseException | None) -> Outcome:
     """Throttling, unavailability and timeouts are the dependency's failures; a permanent error (404,
-    403, ...) proves it answered; our own refusals and unknown errors (bugs, bad input) say nothing."""
+    403, ...) proves it answered; our own refusals (an open breaker, a local concurrency limit: the
+    dependency was never asked) and unknown errors (bugs, bad input) say nothing."""
     if error is None:
         return Outcome.SUCCESS
-    if isinstance(error, CircuitOpenError):
+    if isinstance(error, CircuitOpenError | ConcurrencyLimitedError):
         return Outcome.IGNORE
     if isinstance(error, ThrottledError | UnavailableError | TimeoutError):
         return Outcome.FAILURE
@@ -110,8 +124,12 @@ class BreakerPolicy:
       success anywhere in between (the low-traffic rule, where ``min_calls`` is never reached).
     - ``open_base_seconds`` (10) * 2^(trips-1), at most ``open_max_seconds`` (300): longer each time the
       probe fails; a successful probe resets it.
-    - ``probe_lease_seconds`` (15): how long a probe may run before another instance may take over; keep
-      it above the dependency's call timeout.
+    - ``probe_lease_seconds`` (10): how long a probe's lease lasts without renewal, i.e. how long a crashed
+      prober blocks the others; the live prober renews it every third of that. Keep it well above
+      ``storage_timeout_seconds`` so a renewal can land in time.
+    - ``probe_timeout_seconds`` (30): the longest a probe may run (pass the caller's own bound on one
+      attempt); a probe still running then is cancelled and counts as a failure, so a hung probe cannot
+      keep the lease renewed forever.
     - ``state_cache_seconds`` (1): staleness accepted for the state row, i.e. how late an instance may
       notice that another one tripped or closed the breaker.
     - ``flush_interval_seconds`` (1) and ``bucket_seconds`` (1): how often counts are written and their
@@ -126,7 +144,8 @@ class BreakerPolicy:
     consecutive_failures: int = 5
     open_base_seconds: float = 10.0
     open_max_seconds: float = 300.0
-    probe_lease_seconds: float = 15.0
+    probe_lease_seconds: float = 10.0
+    probe_timeout_seconds: float = 30.0
     state_cache_seconds: float = 1.0
     flush_interval_seconds: float = 1.0
     bucket_seconds: float = 1.0
@@ -144,6 +163,7 @@ class BreakerPolicy:
             "open_base_seconds",
             "open_max_seconds",
             "probe_lease_seconds",
+            "probe_timeout_seconds",
             "bucket_seconds",
             "storage_timeout_seconds",
             "storage_retry_seconds",
@@ -233,10 +253,20 @@ class _Counts:
     unevaluated: bool = False
 
 
+@dataclass
+class _Lease:
+    """The probe lease one call holds, as of its latest write."""
+
+    generation: int
+    token: str  # tells our own writes from a takeover's when a renewal conflicts
+    etag: str
+    lost: bool = False
+
+
 @dataclass(frozen=True)
 class _Ticket:
     view: _View
-    probe_etag: str | None = None  # set when this call holds the probe lease
+    probe: _Lease | None = None  # set when this call holds the probe lease
 
 
 @dataclass(frozen=True)
@@ -258,6 +288,7 @@ class Breaker:
         instance_id: str,
         classify: Classifier = default_classifier,
         local_clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.key = key
         self.policy = policy
@@ -265,6 +296,7 @@ class Breaker:
         self._instance = instance_id
         self._classify = classify
         self._local = local_clock
+        self._sleep = sleep  # paces the probe lease's renewals
         self._pk = safe_key(key)
         self._shards_pk = f"{self._pk}~shards"
         self._view: _View | None = None
@@ -285,6 +317,7 @@ class Breaker:
 
         Raises ``CircuitOpenError`` (with ``retry_after`` in seconds, None while isolated) without calling
         ``fn`` when the breaker is open, isolated, or half-open with the probe taken by another caller.
+        A probe is cancelled after ``probe_timeout_seconds`` (``TimeoutError``, counted as a failure).
         """
         if self._local() < self._outage_until:
             return await self._call_without_store(fn)
@@ -293,6 +326,8 @@ class Breaker:
         except StoreUnavailable as error:
             self._enter_outage(error)
             return await self._call_without_store(fn)
+        if ticket.probe is not None:
+            return await self._probe(ticket, ticket.probe, fn)
         try:
             result = await fn()
         except Exception as error:  # BaseException (cancellation) is not counted; a probe's lease expires
@@ -318,20 +353,25 @@ class Breaker:
             raise CircuitOpenError(self.key, retry_after=until - now)
         # Claim locally first so this instance's concurrent callers do not all race for the lease row.
         self._probe_busy = (view.generation, now + self.policy.probe_lease_seconds)
-        etag, until = await self._acquire_lease(view.generation, now)
-        if etag is None:
+        lease, until = await self._acquire_lease(view.generation, now)
+        if lease is None:
             self._probe_busy = (view.generation, until)
             raise CircuitOpenError(self.key, retry_after=max(until - now, 0.0))
         log.info("breaker %s: half-open, this instance probes", self.key)
-        return _Ticket(view, probe_etag=etag)
+        return _Ticket(view, probe=lease)
 
-    async def _acquire_lease(self, generation: int, now: float) -> tuple[str | None, float]:
-        """(ETag, expiry) of the lease if we took it, else (None, expiry of the holder's lease)."""
+    def _lease_values(self, generation: int, token: str, expires: float) -> Values:
+        return {"Holder": self._instance, "Generation": generation, "ExpiresAt": expires, "Probe": token}
+
+    async def _acquire_lease(self, generation: int, now: float) -> tuple[_Lease | None, float]:
+        """The lease and its expiry if we took it, else (None, expiry of the holder's lease)."""
         expires = now + self.policy.probe_lease_seconds
-        values: Values = {"Holder": self._instance, "Generation": generation, "ExpiresAt": expires}
+        token = uuid.uuid4().hex
+        values = self._lease_values(generation, token, expires)
         for _ in range(_WRITE_ATTEMPTS):
             try:
-                return await self._store.insert(self._pk, LEASE_ROW, values), expires
+                etag = await self._store.insert(self._pk, LEASE_ROW, values)
+                return _Lease(generation, token, etag), expires
             except StoreConflict:
                 current = await self._store.read(self._pk, LEASE_ROW)
             if current is None:
@@ -343,25 +383,80 @@ class Breaker:
             if held_for == generation and now < held_until:
                 return None, held_until
             try:  # expired, or left over from an earlier open period: take it over
-                return await self._store.replace(self._pk, LEASE_ROW, values, current.etag), expires
+                etag = await self._store.replace(self._pk, LEASE_ROW, values, current.etag)
+                return _Lease(generation, token, etag), expires
             except StoreConflict:
                 continue  # someone else took it over first; the next read says who
         return None, expires
 
+    async def _probe(self, ticket: _Ticket, lease: _Lease, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run the half-open probe under ``probe_timeout_seconds`` while renewing its lease, then decide."""
+        heartbeat = asyncio.create_task(self._keep_lease(lease))
+        try:
+            try:
+                async with asyncio.timeout(self.policy.probe_timeout_seconds):
+                    result = await fn()
+            finally:
+                heartbeat.cancel()
+                await asyncio.wait([heartbeat])  # no renewal may land after the decision's own renewal
+        except Exception as error:  # as in ``call``: a cancelled probe decides nothing, its lease expires
+            await self._settle(ticket, self._classify(error))
+            raise
+        await self._settle(ticket, self._classify(None))
+        return result
+
+    async def _keep_lease(self, lease: _Lease) -> None:
+        """Renew the lease every third of its length until cancelled or until it turns out to be lost."""
+        while True:
+            await self._sleep(self.policy.probe_lease_seconds / 3)
+            try:
+                if not await self._renew_lease(lease):
+                    return
+            except StoreUnavailable as error:  # it may still be ours: try again at the next beat
+                log.warning("breaker %s: could not renew the probe lease: %s", self.key, error)
+
+    async def _renew_lease(self, lease: _Lease) -> bool:
+        """Extend the lease by a full period if it is still ours; False (and ``lease.lost``) if it was
+        taken over. Raises ``StoreUnavailable``."""
+        for _ in range(_WRITE_ATTEMPTS):
+            if lease.lost:
+                return False
+            expires = self._store.now() + self.policy.probe_lease_seconds
+            values = self._lease_values(lease.generation, lease.token, expires)
+            try:
+                lease.etag = await self._store.replace(self._pk, LEASE_ROW, values, lease.etag)
+            except StoreConflict:
+                current = await self._store.read(self._pk, LEASE_ROW)
+                if current is None or current.values.get("Probe") != lease.token:
+                    lease.lost = True
+                    self._probe_busy = (-1, 0.0)
+                    log.warning("breaker %s: the probe lost its lease (not renewed in time)", self.key)
+                    return False
+                lease.etag = current.etag  # an earlier write of ours landed though its answer was lost
+                continue
+            self._probe_busy = (lease.generation, expires)
+            return True
+        lease.lost = True  # never confirmed: act as if it were gone
+        return False
+
     async def _settle(self, ticket: _Ticket, outcome: Outcome) -> None:
         """Record the outcome; store failures are logged and switch to the fallback, never raised."""
         try:
-            if ticket.probe_etag is not None:
-                await self._finish_probe(ticket.view, ticket.probe_etag, outcome)
+            if ticket.probe is not None:
+                await self._finish_probe(ticket.view, ticket.probe, outcome)
             else:
                 await self._record(ticket.view.generation, outcome)
         except StoreUnavailable as error:
             self._enter_outage(error)
 
-    async def _finish_probe(self, probed: _View, lease_etag: str, outcome: Outcome) -> None:
+    async def _finish_probe(self, probed: _View, lease: _Lease, outcome: Outcome) -> None:
         if outcome is Outcome.IGNORE:  # the probe proved nothing: let the next caller probe at once
             self._probe_busy = (-1, 0.0)
-            await self._store.delete(self._pk, LEASE_ROW, lease_etag)
+            if not lease.lost:
+                await self._store.delete(self._pk, LEASE_ROW, lease.etag)
+            return
+        if not await self._renew_lease(lease):  # the lease lapsed and was taken over: its holder decides
+            log.warning("breaker %s: probe outcome dropped, another instance holds the probe now", self.key)
             return
         closing = outcome is Outcome.SUCCESS
 
@@ -619,6 +714,7 @@ class Breaker:
                 instance_id=self._instance,
                 classify=self._classify,
                 local_clock=self._local,
+                sleep=self._sleep,
             )
         return self._fallback
 
@@ -639,12 +735,14 @@ class BreakerRegistry:
         classify: Classifier = default_classifier,
         instance_id: str | None = None,
         local_clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.policy = policy or BreakerPolicy()
         self.instance_id = instance_id or uuid.uuid4().hex[:16]
         self._classify = classify
         self._local = local_clock
+        self._sleep = sleep
         self._breakers: dict[str, Breaker] = {}
 
     def get(self, key: str) -> Breaker:
@@ -658,6 +756,7 @@ class BreakerRegistry:
                 instance_id=self.instance_id,
                 classify=self._classify,
                 local_clock=self._local,
+                sleep=self._sleep,
             )
         return breaker
 

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from shared.errors import ThrottledError
 
 
+class ConcurrencyLimitedError(ThrottledError):
+    """A caller waited too long for a local slot: our own refusal, so never a dependency's failure."""
+
+
 @dataclass
 class _Slots:
     semaphore: asyncio.Semaphore
@@ -25,8 +29,10 @@ class _Slots:
 class KeyedLimiter:
     """``async with limiter.slot(key):`` admits at most ``limit`` concurrent holders per key.
 
-    With ``acquire_timeout`` (seconds), a caller that waits longer gets a ``ThrottledError`` (transient,
-    so the retry policy may try again later) instead of queueing without bound.
+    With ``acquire_timeout`` (seconds), a caller that waits longer gets a ``ConcurrencyLimitedError`` (a
+    transient ``ThrottledError``, so the retry policy may try again later) instead of queueing without
+    bound. Take the slot outside a circuit breaker's ``call``: the wait is local and says nothing about the
+    dependency (the default classifier ignores this error, too).
     """
 
     def __init__(self, limit: int, *, acquire_timeout: float | None = None, name: str = "concurrency") -> None:
@@ -59,7 +65,7 @@ class KeyedLimiter:
                 async with asyncio.timeout(self.acquire_timeout):
                     await slots.semaphore.acquire()
             except TimeoutError:
-                raise ThrottledError(
+                raise ConcurrencyLimitedError(
                     f"more than {self.limit} concurrent calls for one key waited over {self.acquire_timeout}s",
                     code="concurrency_limited",
                     service=self.name,

@@ -14,6 +14,7 @@ from shared.errors import CircuitOpenError, NotFoundError, ThrottledError, Unava
 from shared.resilience import BreakerPolicy, BreakerRegistry, MemoryBreakerStore, Outcome, State
 from shared.resilience.breaker import Breaker
 from shared.resilience.breaker_store import Row, StoreUnavailable, Values
+from shared.resilience.limits import KeyedLimiter
 from shared.storage import safe_key
 
 KEY = "graph/users"
@@ -53,8 +54,37 @@ def _store(clock: FakeClock) -> MemoryBreakerStore:
     return MemoryBreakerStore(clock)
 
 
-def make_registry(store: MemoryBreakerStore, clock: FakeClock, policy: BreakerPolicy = POLICY) -> BreakerRegistry:
-    return BreakerRegistry(store, policy, local_clock=clock)
+class Beats:
+    """The ``sleep`` of breakers whose probe-lease renewals the test paces: ``beat()`` wakes every renewal
+    that is waiting and returns once each has renewed and waits again (or stopped)."""
+
+    def __init__(self) -> None:
+        self._waiting: list[asyncio.Future[None]] = []
+
+    async def __call__(self, seconds: float) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        await waiter
+
+    async def waiting(self, count: int) -> None:
+        """Return once ``count`` renewals wait (the memory store never suspends: a few loop steps)."""
+        for _ in range(100):
+            if len([w for w in self._waiting if not w.done()]) >= count:
+                return
+            await asyncio.sleep(0)
+        raise AssertionError(f"expected {count} renewals waiting, found {len(self._waiting)}")
+
+    async def beat(self) -> None:
+        woken, self._waiting = [w for w in self._waiting if not w.done()], []
+        for waiter in woken:
+            waiter.set_result(None)
+        await self.waiting(len(woken))
+
+
+def make_registry(
+    store: MemoryBreakerStore, clock: FakeClock, policy: BreakerPolicy = POLICY, beats: Beats | None = None
+) -> BreakerRegistry:
+    return BreakerRegistry(store, policy, local_clock=clock, sleep=beats or Beats())
 
 
 @pytest.fixture(name="breaker")
@@ -292,6 +322,111 @@ async def test_crashed_probe_lets_another_instance_probe_after_lease_expiry(
     clock.advance(5.0)
     assert await b.call(calls.ok) == "ok"
     assert await state(a) is State.CLOSED
+
+
+async def test_a_slow_probe_renews_its_lease_and_stays_the_only_probe(
+    store: MemoryBreakerStore, clock: FakeClock
+) -> None:
+    """A live probe running three lease periods keeps its lease (renewed every third of it): no other
+    caller on any instance probes meanwhile."""
+    beats = Beats()
+    a, b = make_registry(store, clock, beats=beats).get(KEY), make_registry(store, clock).get(KEY)
+    calls = Calls()
+    await fail(a, calls, 5)
+    clock.advance(10.0)
+    release = asyncio.Event()
+
+    async def slow_probe() -> str:
+        await release.wait()
+        return "probed"
+
+    probe = asyncio.create_task(a.call(slow_probe))
+    await beats.waiting(1)
+    for _ in range(4):  # 16 s in all, the lease is 5 s
+        clock.advance(4.0)
+        await beats.beat()
+        for breaker in (b, a):
+            with pytest.raises(CircuitOpenError) as refused:
+                await breaker.call(calls.ok)
+            assert 0 < (refused.value.retry_after or 0) <= 5.0  # b may still go by the expiry it last read
+    release.set()
+    assert await probe == "probed"
+    assert calls.count == 5  # only the failures that tripped it: no second probe ran
+    assert await state(b) is State.CLOSED
+
+
+async def test_a_probe_that_lost_its_lease_does_not_decide(store: MemoryBreakerStore, clock: FakeClock) -> None:
+    """A probe that could not renew for a whole lease period (here: paused) lost the lease to another
+    instance; when it ends, its success is dropped and the new holder's failure decides."""
+    a, b = make_registry(store, clock).get(KEY), make_registry(store, clock).get(KEY)
+    calls = Calls()
+    await fail(a, calls, 5)
+    clock.advance(10.0)
+    release_a, release_b = asyncio.Event(), asyncio.Event()
+
+    async def succeeds_late() -> str:
+        await release_a.wait()
+        return "probed"
+
+    async def fails_late() -> str:
+        await release_b.wait()
+        raise UnavailableError("503", status=503)
+
+    paused = asyncio.create_task(a.call(succeeds_late))
+    await asyncio.sleep(0)
+    clock.advance(6.0)  # a's lease ran out unrenewed
+    taker = asyncio.create_task(b.call(fails_late))
+    await asyncio.sleep(0)
+    release_a.set()
+    assert await paused == "probed"  # its caller still gets the answer
+    assert await state(a) is State.HALF_OPEN
+    release_b.set()
+    with pytest.raises(UnavailableError):
+        await taker
+    snap = await a.snapshot()
+    assert (snap.state, snap.trips) == (State.OPEN, 2)
+
+
+async def test_a_probe_running_past_its_timeout_is_cancelled_as_a_failure(
+    store: MemoryBreakerStore, clock: FakeClock
+) -> None:
+    """``probe_timeout_seconds`` bounds a probe, so a hung one cannot keep renewing the lease forever."""
+    breaker = make_registry(store, clock, replace(POLICY, probe_timeout_seconds=0.01)).get(KEY)
+    calls = Calls()
+    await fail(breaker, calls, 5)
+    clock.advance(10.0)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(5.0):
+            await breaker.call(asyncio.Event().wait)
+    snap = await breaker.snapshot()
+    assert (snap.state, snap.trips) == (State.OPEN, 2)
+
+
+async def test_local_concurrency_limits_are_never_counted(breaker: Breaker) -> None:
+    """A wait for a local slot that times out inside a breaker call is our refusal, not the dependency's
+    failure: many of them leave the breaker closed and count nothing."""
+    limiter = KeyedLimiter(1, acquire_timeout=0.001, name="graph-mailbox")
+    held = asyncio.Event()
+
+    async def hold() -> None:
+        async with limiter.slot("m"):
+            held.set()
+            await asyncio.Event().wait()
+
+    holder = asyncio.create_task(hold())
+    await held.wait()
+
+    async def limited() -> None:
+        async with limiter.slot("m"):
+            pass
+
+    for _ in range(3 * POLICY.consecutive_failures):
+        with pytest.raises(ThrottledError) as raised:
+            await breaker.call(limited)
+        assert raised.value.code == "concurrency_limited"
+    holder.cancel()
+    snap = await breaker.snapshot()
+    assert (snap.state, snap.calls) == (State.CLOSED, 0)
 
 
 async def test_probe_that_proves_nothing_frees_the_slot_at_once(breaker: Breaker, clock: FakeClock) -> None:
