@@ -14,7 +14,7 @@ import sys
 from aiohttp import web
 
 from devtools.graphsim.app import API_PREFIX, build_app
-from devtools.graphsim.config import SimConfig
+from devtools.graphsim.config import MESSAGE_PAGING, SimConfig
 from devtools.graphsim.simulator import Simulator
 
 
@@ -28,6 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--messages-per-user", type=int, default=30)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="base latency of every Graph request")
     parser.add_argument("--token", default=None, help="accept only this bearer token (default: any)")
+    parser.add_argument(
+        "--message-paging",
+        choices=MESSAGE_PAGING,
+        default="skip",
+        help="nextLinks of message lists carry $skip or $skiptoken",
+    )
     return parser.parse_args(argv)
 
 
@@ -39,6 +45,7 @@ async def serve(args: argparse.Namespace) -> None:
         messages_per_user=args.messages_per_user,
         latency_ms=args.latency_ms,
         token=args.token,
+        message_paging=args.message_paging,
     )
     runner = web.AppRunner(build_app(Simulator(config)), access_log=None, handle_signals=False)
     await runner.setup()

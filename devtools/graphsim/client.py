@@ -67,9 +67,10 @@ class SimControl:
         result: JsonDict = self._call("GET", "/config")
         return result
 
-    def configure(self, **settings: float) -> JsonDict:
+    def configure(self, **settings: float | str) -> JsonDict:
         """Change runtime settings: ``latency_ms``, ``delivery_timeout_s``, ``delivery_max_attempts``,
-        ``delivery_backoff_s``, ``delivery_backoff_max_s``, ``max_items_per_post``, ``handshake_timeout_s``."""
+        ``delivery_backoff_s``, ``delivery_backoff_max_s``, ``max_items_per_post``, ``handshake_timeout_s``,
+        ``message_paging`` (``"skip"`` or ``"skiptoken"``)."""
         result: JsonDict = self._call("PUT", "/config", json=dict(settings))
         return result
 

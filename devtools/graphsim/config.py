@@ -16,9 +16,13 @@ RUNTIME_KEYS = frozenset(
         "delivery_backoff_max_s",
         "max_items_per_post",
         "handshake_timeout_s",
+        "message_paging",
     }
 )
 TENANT_KEYS = frozenset({"seed", "users", "messages_per_user"})
+# How message lists page: "skip" (nextLink carries $top/$skip, as Outlook does today) or "skiptoken"
+# (an opaque $skiptoken, as Graph may send; clients must follow nextLink without reading it).
+MESSAGE_PAGING = ("skip", "skiptoken")
 
 
 class ConfigError(ValueError):
@@ -40,6 +44,7 @@ class SimConfig:
     delivery_backoff_max_s: float = 30.0
     max_items_per_post: int = 100
     handshake_timeout_s: float = 10.0
+    message_paging: str = "skip"
 
     def __post_init__(self) -> None:
         checks = {
@@ -52,6 +57,7 @@ class SimConfig:
             "delivery_backoff_max_s": 0 <= self.delivery_backoff_max_s <= 3600,
             "max_items_per_post": 1 <= self.max_items_per_post <= 10_000,
             "handshake_timeout_s": 0 < self.handshake_timeout_s <= 600,
+            "message_paging": self.message_paging in MESSAGE_PAGING,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -65,6 +71,11 @@ class SimConfig:
         types = {f.name: f.type for f in dataclasses.fields(self)}
         coerced: dict[str, Any] = {}
         for key, value in changes.items():
+            if types[key] == "str":
+                if not isinstance(value, str):
+                    raise ConfigError(f"{key} must be a string")
+                coerced[key] = value
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{key} must be a number")
             coerced[key] = int(value) if types[key] == "int" else float(value)

@@ -1,8 +1,12 @@
-"""Graph's mail routes: messages of a mailbox or folder (paged with $top/$skip), a single
-message, mail folders, and the per-folder messages delta."""
+"""Graph's mail routes: messages of a mailbox or folder (paged with $top/$skip, or with an opaque
+$skiptoken when ``message_paging`` is "skiptoken"), a single message, mail folders, and the per-folder
+messages delta."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Mapping
 
 from devtools.graphsim.delta import mail_scope, run_round
@@ -69,11 +73,15 @@ class MailRoutes:
         return user_id, folder_id
 
     async def list_messages(self, request: GraphRequest, params: dict[str, str]) -> GraphResponse:
-        """Messages newest first by default; nextLink carries ``$skip`` as Graph's does."""
+        """Messages newest first by default; nextLink carries ``$skip`` as Graph's does, or an opaque
+        ``$skiptoken`` (``message_paging="skiptoken"``); a received ``$skiptoken`` is honoured either way."""
         reject_unsimulated(request.query)
         user_id, folder_id = self._mailbox(params)
         top = parse_top(request.query, DEFAULT_TOP, MAX_TOP, "ErrorInvalidRequest")
-        skip = parse_skip(request.query)
+        token = request.query.get("$skiptoken")
+        if token is not None and "$skip" in request.query:
+            raise GraphError(400, "BadRequest", "$skip and $skiptoken cannot be combined.")
+        skip = parse_skip(request.query) if token is None else _read_skip_token(token, user_id, folder_id)
         select = parse_select(request.query, MESSAGE_PROPERTIES, MESSAGE_TYPE, SELECT_ERROR)
         orderby = request.query.get("$orderby", "receivedDateTime desc")
         field, descending = _parse_orderby(orderby)
@@ -86,7 +94,11 @@ class MailRoutes:
         context = f"{request.base_url}/$metadata#users('{params['user']}')/{scope.split('/', 2)[2]}{selection}"
         body: JsonObj = {"@odata.context": context}
         if skip + top < len(messages):
-            query = {"$top": str(top), "$skip": str(skip + top)}
+            query = {"$top": str(top)}
+            if self._sim.config.message_paging == "skiptoken":
+                query["$skiptoken"] = _skip_token(skip + top, user_id, folder_id)
+            else:
+                query["$skip"] = str(skip + top)
             if select is not None:
                 query["$select"] = ",".join(select)
             if "$orderby" in request.query:
@@ -174,6 +186,29 @@ class MailRoutes:
             body["@odata.deltaLink"] = link(request.base_url, path, {"$deltatoken": page.delta_token})
         body["value"] = page.value
         return json_response(body)
+
+
+def _skip_token(offset: int, user_id: str, folder_id: str | None) -> str:
+    """An opaque position in one mailbox (or folder) listing: standard base64 with '+', '/' and '=', so a
+    client that does not keep the nextLink's percent-encoding breaks here as it would on Graph."""
+    pad = "~~~??>>>"  # encodes to "+" and "/": the token always needs percent-encoding in a URL
+    body = json.dumps({"o": offset, "u": user_id, "f": folder_id, "pad": pad}, separators=(",", ":"))
+    return base64.b64encode(body.encode()).decode()
+
+
+def _read_skip_token(token: str, user_id: str, folder_id: str | None) -> int:
+    """The offset of a ``$skiptoken`` this listing issued; anything else (another mailbox's) is a 400."""
+    invalid = GraphError(400, "BadRequest", f"Invalid $skiptoken query option value '{token[:40]}'.")
+    try:
+        data = json.loads(base64.b64decode(token, validate=True))
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    if not isinstance(data, dict) or data.get("u") != user_id or data.get("f") != folder_id:
+        raise invalid
+    offset = data.get("o")
+    if type(offset) is not int or offset < 0:
+        raise invalid
+    return offset
 
 
 def _parse_orderby(text: str) -> tuple[str, bool]:

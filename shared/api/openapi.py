@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared import __version__
-from shared.api.params import DEFAULT_MESSAGE_FIELDS, DEFAULT_TOP, MAX_TOP, MESSAGE_FIELDS
+from shared.api.params import DEFAULT_MESSAGE_FIELDS, DEFAULT_TOP, MAX_CURSOR, MAX_TOP, MESSAGE_FIELDS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _FUNCTION_KEY: list[dict[str, list[str]]] = [{"functionKey": []}]
@@ -20,7 +20,10 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
 
 _CACHE_HEADERS = {
     "X-Cache": {
-        "description": "which tier answered",
+        "description": (
+            "which tier answered; miss whenever the request called Graph (e.g. to resolve a UPN); "
+            "bypass: from Graph while the cache's Table Storage is unavailable"
+        ),
         "schema": {"type": "string", "enum": ["hit-l1", "hit-l2", "miss", "bypass", "stale"]},
     },
     "ETag": {"schema": {"type": "string"}},
@@ -151,7 +154,7 @@ def openapi_document() -> dict[str, Any]:
                             "name": "cursor",
                             "in": "query",
                             "description": "next_cursor of the previous page (opaque)",
-                            "schema": {"type": "string", "maxLength": 512},
+                            "schema": {"type": "string", "maxLength": MAX_CURSOR},
                         },
                         {
                             "name": "fields",

@@ -2,6 +2,13 @@
 
 All of it is checked before any cache or Graph call, so hostile input (path tricks, control characters,
 huge values, forged cursors) ends as a 400 and never reaches Graph.
+
+A messages cursor (v2) carries the query of Graph's ``@odata.nextLink`` as is (``$skip`` or an opaque
+``$skiptoken``, Microsoft's advice is not to interpret it), the mailbox it belongs to, and the page's top
+and fields. It never carries a scheme, host or path: the next request is always built from our own
+``GRAPH_BASE_URL`` and the mailbox of the request URL, so a forged cursor cannot send our token to another
+host or read another mailbox; the query's options are limited to the paging ones. Version 1 cursors
+(``$skip`` only) are still accepted.
 """
 
 from __future__ import annotations
@@ -13,11 +20,17 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from shared.errors import InvalidInputError
 
 MAX_USER_ID = 256
-MAX_CURSOR = 512
+MAX_CURSOR = 4096
+MAX_CONTINUATION = 2048  # a nextLink's query; Graph's skiptokens are a few hundred characters
+# The query options a messages nextLink may carry; anything else ($expand, $filter...) is refused.
+CONTINUATION_OPTIONS = frozenset({"$skiptoken", "$skip", "$top", "$select", "$orderby"})
+# Characters of an already percent-encoded query (RFC 3986 query, no '#', no spaces or controls).
+_QUERY_CHARS = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]+")
 MAX_SKIP = 100_000
 DEFAULT_TOP = 25
 MAX_TOP = 100
@@ -108,16 +121,42 @@ def parse_fields(raw: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class PageRequest:
-    """What one messages page asks for; a cursor pins top and fields so every page is consistent."""
+    """What one messages page asks for; a cursor pins top and fields so every page is consistent.
+
+    ``continuation`` is the query of Graph's nextLink for this page and ``mailbox`` the guid it belongs to
+    (both set by v2 cursors); ``skip`` comes from a v1 cursor.
+    """
 
     top: int
     fields: tuple[str, ...]
     skip: int = 0
+    continuation: str | None = None
+    mailbox: str | None = None
+
+
+def is_continuation(query: str) -> bool:
+    """Whether ``query`` is a nextLink query we follow: bounded, percent-encoded, paging options only,
+    and carrying one position (``$skiptoken`` or ``$skip``)."""
+    if not 0 < len(query) <= MAX_CONTINUATION or not _QUERY_CHARS.fullmatch(query):
+        return False
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        return False
+    names = [name.lower() for name, _ in pairs]
+    return (
+        len(set(names)) == len(names)
+        and set(names) <= CONTINUATION_OPTIONS
+        and len({"$skiptoken", "$skip"} & set(names)) == 1
+    )
 
 
 def encode_cursor(page: PageRequest) -> str:
-    """An opaque, URL-safe cursor for the page that follows."""
-    body = json.dumps({"v": 1, "s": page.skip, "t": page.top, "f": list(page.fields)}, separators=(",", ":"))
+    """An opaque, URL-safe cursor for the page that follows (v2: needs ``continuation`` and ``mailbox``)."""
+    if page.continuation is None or page.mailbox is None or not is_continuation(page.continuation):
+        raise ValueError("a cursor needs a valid continuation query and its mailbox")
+    data = {"v": 2, "q": page.continuation, "u": page.mailbox, "t": page.top, "f": list(page.fields)}
+    body = json.dumps(data, separators=(",", ":"))
     return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
 
 
@@ -129,18 +168,28 @@ def _decode_cursor(raw: str) -> PageRequest:
         data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except (binascii.Error, ValueError) as error:
         raise invalid from error
-    if not isinstance(data, dict) or data.get("v") != 1:
+    if not isinstance(data, dict) or data.get("v") not in (1, 2):
         raise invalid
-    skip, top, fields = data.get("s"), data.get("t"), data.get("f")
-    if type(skip) is not int or type(top) is not int or not isinstance(fields, list):
+    top, fields = data.get("t"), data.get("f")
+    if type(top) is not int or not 1 <= top <= MAX_TOP:
         raise invalid
-    if not (0 < skip <= MAX_SKIP and 1 <= top <= MAX_TOP) or not all(isinstance(f, str) for f in fields):
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
         raise invalid
     try:
         canonical = parse_fields(",".join(fields))
     except InvalidInputError as error:
         raise invalid from error
-    return PageRequest(top=top, fields=canonical, skip=skip)
+    if data["v"] == 1:
+        skip = data.get("s")
+        if type(skip) is not int or not 0 < skip <= MAX_SKIP:
+            raise invalid
+        return PageRequest(top=top, fields=canonical, skip=skip)
+    query, mailbox = data.get("q"), data.get("u")
+    if not isinstance(query, str) or not is_continuation(query):
+        raise invalid
+    if not isinstance(mailbox, str) or not _GUID.fullmatch(mailbox) or mailbox != mailbox.lower():
+        raise invalid
+    return PageRequest(top=top, fields=canonical, continuation=query, mailbox=mailbox)
 
 
 def parse_page_request(params: Mapping[str, str]) -> PageRequest:

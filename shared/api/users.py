@@ -4,19 +4,28 @@ Cache layout (the notification handlers invalidate by these names, see ``CACHE_N
 - ``users`` / ``user:{guid}``, group ``user:{guid}``: the stable user shape;
 - ``aliases`` / ``{upn}``: userPrincipalName → guid, so every other entry is keyed by the immutable guid
   and a notification (which names the guid) reaches entries requested by UPN too;
-- ``messages`` / ``{guid}|{skip}|{top}|{fields}``, group ``messages:{guid}``: one page of a mailbox.
+- ``messages`` / ``{guid}|{position}|{top}|{fields}``, group ``messages:{guid}``: one page of a mailbox;
+  ``position`` is ``0`` (first page), a v1 cursor's ``$skip``, or ``q`` + a hash of the nextLink query.
+
+``X-Cache`` tells the truth about Graph: a by-UPN request whose alias had to be resolved made a Graph
+call, so it is a ``miss`` even when the user or page itself came from the cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from shared.api.params import DEFAULT_MESSAGE_FIELDS, PageRequest, UserId, encode_cursor
-from shared.cache import CacheKey, CacheManager, CacheResult
-from shared.errors import NotFoundError, UnavailableError
+from shared.api.params import DEFAULT_MESSAGE_FIELDS, PageRequest, UserId, encode_cursor, is_continuation
+from shared.cache import CacheKey, CacheManager, CacheResult, Source
+from shared.errors import InvalidInputError, NotFoundError, UnavailableError
 from shared.events.handlers import CacheNames
 from shared.events.model import Event
+from shared.telemetry import get_logger
+
+log = get_logger("api.users")
 
 USER_FIELDS = (
     "id",
@@ -43,8 +52,8 @@ class GraphReads(Protocol):
     async def get_user(self, user_id: str, select: list[str] | None = None) -> dict[str, Any]: ...
 
     async def list_messages(
-        self, user_id: str, *, top: int, select: list[str], skip: int = 0
-    ) -> tuple[list[dict[str, Any]], int | None]: ...
+        self, user_id: str, *, top: int, select: list[str], skip: int = 0, continuation: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
 
     async def get_message(self, user_id: str, message_id: str, select: list[str]) -> dict[str, Any]: ...
 
@@ -81,11 +90,11 @@ class DirectoryApi:
     async def _graph(self) -> GraphReads:
         return await self._graph_provider()
 
-    async def _guid(self, user: UserId, prefetched: dict[str, dict[str, Any]]) -> str:
-        """The user's guid; a UPN is resolved through the alias cache (one Graph call when cold, which
-        also yields the user itself, kept in ``prefetched`` for the caller)."""
+    async def _guid(self, user: UserId, prefetched: dict[str, dict[str, Any]]) -> tuple[str, Source | None]:
+        """The user's guid and, for a UPN, where its alias came from; a UPN is resolved through the alias
+        cache (one Graph call when cold, which also yields the user itself, kept in ``prefetched``)."""
         if user.is_guid:
-            return user.value
+            return user.value, None
 
         async def resolve() -> dict[str, Any]:
             graph = await self._graph()
@@ -97,12 +106,12 @@ class DirectoryApi:
         guid = alias.value.get("id")
         if not isinstance(guid, str):
             raise NotFoundError("user not found")
-        return guid
+        return guid, alias.source
 
     async def user(self, user: UserId) -> CacheResult[dict[str, Any]]:
         """The user's stable shape."""
         prefetched: dict[str, dict[str, Any]] = {}
-        guid = await self._guid(user, prefetched)
+        guid, alias_source = await self._guid(user, prefetched)
 
         async def fetch() -> dict[str, Any]:
             if "user" in prefetched:
@@ -110,26 +119,45 @@ class DirectoryApi:
             graph = await self._graph()
             return shape_user(await graph.get_user(guid, select=list(USER_FIELDS)))
 
-        return await self._cache.get_or_set(user_key(guid), fetch)
+        return _with_alias_source(await self._cache.get_or_set(user_key(guid), fetch), alias_source)
 
     async def messages(self, user: UserId, page: PageRequest) -> CacheResult[dict[str, Any]]:
         """One page: ``{"items": [...], "next_cursor": str | None}``, newest first."""
-        guid = await self._guid(user, {})
-        fields = ",".join(page.fields)
+        guid, alias_source = await self._guid(user, {})
+        if page.mailbox is not None and page.mailbox != guid:
+            raise InvalidInputError("cursor belongs to another mailbox; use next_cursor from this mailbox's pages")
+        if page.continuation is not None:
+            position = "q" + hashlib.sha256(page.continuation.encode()).hexdigest()[:32]
+        else:
+            position = str(page.skip)
         key = CacheKey(
             "messages",
-            f"{guid}|{page.skip}|{page.top}|{fields}",
+            f"{guid}|{position}|{page.top}|{','.join(page.fields)}",
             CACHE_NAMES.messages_group.format(user_id=guid),
         )
 
         async def fetch() -> dict[str, Any]:
             graph = await self._graph()
-            items, next_skip = await graph.list_messages(guid, top=page.top, select=list(page.fields), skip=page.skip)
+            items, following = await graph.list_messages(
+                guid, top=page.top, select=list(page.fields), skip=page.skip, continuation=page.continuation
+            )
             shaped = [{name: item.get(name) for name in page.fields} for item in items]
-            cursor = encode_cursor(PageRequest(page.top, page.fields, next_skip)) if next_skip else None
+            cursor = None
+            if following is not None and is_continuation(following):
+                cursor = encode_cursor(PageRequest(page.top, page.fields, continuation=following, mailbox=guid))
+            elif following is not None:
+                log.warning("Graph nextLink query is not a paging continuation we follow; paging stops here")
             return {"items": shaped, "next_cursor": cursor}
 
-        return await self._cache.get_or_set(key, fetch)
+        return _with_alias_source(await self._cache.get_or_set(key, fetch), alias_source)
+
+
+def _with_alias_source(result: CacheResult[dict[str, Any]], alias_source: Source | None) -> CacheResult[dict[str, Any]]:
+    """A cache hit whose UPN had to be resolved (a Graph call, or a stale alias) is reported as that."""
+    hits = ("hit-l1", "hit-l2")
+    if alias_source is not None and alias_source not in hits and result.source in hits:
+        return dataclasses.replace(result, source=alias_source)
+    return result
 
 
 async def enrich_event(graph: GraphReads, event: Event) -> dict[str, Any] | None:

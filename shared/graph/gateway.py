@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -47,15 +46,19 @@ def native_request(query: Any = None) -> RequestConfiguration[Any]:
     return RequestConfiguration(options=[ResponseHandlerOption(NativeResponseHandler())], query_parameters=query)
 
 
-def next_skip(next_link: object) -> int | None:
-    """The ``$skip`` of a Graph nextLink (None when there is no next page or it is not a number)."""
+def next_page_query(next_link: object) -> str | None:
+    """The query of a Graph nextLink, kept as Graph wrote it (``$skip`` or an opaque ``$skiptoken``).
+
+    Only the query is kept: the next request is built from our base URL and the mailbox we asked for,
+    so neither a nextLink nor a cursor made from it can point a call at another host or mailbox.
+    """
     if not isinstance(next_link, str):
         return None
-    values = parse_qs(urlsplit(next_link).query).get("$skip", [])
-    if values and re.fullmatch(r"[0-9]{1,9}", values[0]):
-        return int(values[0])
-    log.warning("Graph nextLink without a usable $skip; paging stops here")
-    return None
+    query = urlsplit(next_link).query
+    if not query:
+        log.warning("Graph nextLink without a query; paging stops here")
+        return None
+    return query
 
 
 class GraphGateway:
@@ -144,22 +147,30 @@ class GraphGateway:
     # --- mail -----------------------------------------------------------------------------------
 
     async def list_messages(
-        self, user_id: str, *, top: int, select: list[str], skip: int = 0
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        """One page of ``GET /users/{id}/messages`` (newest first) and the ``$skip`` of the next page.
+        self, user_id: str, *, top: int, select: list[str], skip: int = 0, continuation: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``GET /users/{id}/messages`` (newest first) and the continuation of the next page.
 
-        Graph pages messages with ``$skip`` in its nextLink; only that number is kept, so a cursor never
-        carries a URL.
+        ``continuation`` is the query of a previous page's nextLink (see ``next_page_query``); it is sent
+        to ``{base}/users/{user_id}/messages``, so its host and path are always ours. ``skip`` serves
+        pages asked for by a ``$skip`` number (old cursors).
         """
         builder = self.client.users.by_user_id(user_id).messages
-        query = builder.MessagesRequestBuilderGetQueryParameters(
-            top=top, select=select, orderby=["receivedDateTime desc"], skip=skip or None
-        )
+        if continuation is not None:
+            if "#" in continuation or any(char.isspace() for char in continuation):
+                raise ValueError("a continuation is a percent-encoded query")
+            base = str(self.client.request_adapter.base_url).rstrip("/")
+            builder = builder.with_url(f"{base}/users/{quote(user_id, safe='')}/messages?{continuation}")
+            query = None
+        else:
+            query = builder.MessagesRequestBuilderGetQueryParameters(
+                top=top, select=select, orderby=["receivedDateTime desc"], skip=skip or None
+            )
         body = await self.call(MAIL, lambda: builder.get(request_configuration=native_request(query)), mailbox=user_id)
         items = body.get("value")
         if not isinstance(items, list):
             raise UnavailableError("Graph answered a message page without a value array")
-        return [item for item in items if isinstance(item, dict)], next_skip(body.get("@odata.nextLink"))
+        return [item for item in items if isinstance(item, dict)], next_page_query(body.get("@odata.nextLink"))
 
     async def get_message(self, user_id: str, message_id: str, select: list[str]) -> dict[str, Any]:
         """``GET /users/{id}/messages/{message-id}``."""

@@ -1,6 +1,7 @@
 """Delta catch-up: publish what changed on a resource while its subscription could not tell us.
 
-One row per resource (table ``deltalinks``) keeps the resource's deltaLink and two times: ``RequestedAt``
+One row per resource (table ``deltalinks``) keeps the resource's deltaLink (relative to ``GRAPH_BASE_URL``,
+see ``shared.graph.delta``; older rows hold absolute links, rebased when read) and two times: ``RequestedAt``
 (someone needs a catch-up: ``missed``, a recreated subscription) and ``ServedAt`` (when the last
 successful catch-up started). A resource is pending while ``RequestedAt > ServedAt``, so a request that
 arrives during a run is not lost; ``run_pending`` (called by the renewal timer) retries failed ones.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from devtools.graphsim.client import SimControl
 from tests.e2e.conftest import RunningApp, StartApp
 
 USER_ROUTE = "GET /users/{id}"
-MESSAGES_ROUTE = "GET /users/{id}/messages"
+MESSAGES_ROUTE = "GET /users/{user}/messages"  # the simulator's route template
 
 
 def _a_user(graphsim: SimControl, index: int = 0) -> dict[str, Any]:
@@ -111,14 +112,20 @@ def test_outage_serves_cached_user_stale_and_uncached_user_503(start_app: StartA
     assert "Traceback" not in failed.text
 
 
-def test_message_paging_walks_every_page(app: RunningApp, graphsim: SimControl) -> None:
-    """Following next_cursor returns every message exactly once, newest first, then next_cursor is null."""
+@pytest.mark.parametrize("paging", ["skip", "skiptoken"])
+def test_message_paging_walks_every_page(start_app: StartApp, graphsim: SimControl, paging: str) -> None:
+    """Following next_cursor returns every message of a 40-message mailbox exactly once, newest first,
+    then next_cursor is null: whether Graph's nextLinks carry $skip or an opaque $skiptoken."""
+    graphsim.reset(messages_per_user=40)
+    graphsim.configure(message_paging=paging)
+    app = start_app()
     user = _a_user(graphsim, 7)
     expected = {m["id"] for m in graphsim.messages(user["id"])}
+    assert len(expected) == 40
     seen: list[dict[str, Any]] = []
     cursor: str | None = None
     for _ in range(50):
-        params = {"top": "7"} if cursor is None else {"cursor": cursor}
+        params = {"top": "5"} if cursor is None else {"cursor": cursor}
         page = app.get(f"/api/users/{user['id']}/messages", params=params)
         assert page.status_code == 200, page.text
         seen.extend(page.json()["items"])
@@ -130,6 +137,45 @@ def test_message_paging_walks_every_page(app: RunningApp, graphsim: SimControl) 
     assert len(seen) == len(expected)
     received = [m["receivedDateTime"] for m in seen]
     assert received == sorted(received, reverse=True)
+    assert graphsim.count(MESSAGES_ROUTE) == 8
+    skiptokens = ["$skiptoken" in request["query"] for request in graphsim.requests(route=MESSAGES_ROUTE)[1:]]
+    assert skiptokens == [paging == "skiptoken"] * 7
+
+
+def test_a_cursor_only_pages_the_mailbox_it_came_from(app: RunningApp, graphsim: SimControl) -> None:
+    """A next_cursor of one mailbox used on another is a 400 and costs no message call there."""
+    owner, other = _a_user(graphsim, 9), _a_user(graphsim, 10)
+    cursor = app.get(f"/api/users/{owner['id']}/messages", params={"top": "5"}).json()["next_cursor"]
+    graphsim.clear_requests()
+    response = app.get(f"/api/users/{other['userPrincipalName']}/messages", params={"cursor": cursor})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert graphsim.count(MESSAGES_ROUTE) == 0
+
+
+def test_a_version_1_cursor_still_pages(app: RunningApp, graphsim: SimControl) -> None:
+    """Cursors issued before nextLink queries were kept ($skip only) still answer the page they name."""
+    user = _a_user(graphsim, 11)
+    old = base64.urlsafe_b64encode(b'{"v":1,"s":5,"t":5,"f":["id"]}').decode().rstrip("=")
+    page = app.get(f"/api/users/{user['id']}/messages", params={"cursor": old})
+    assert page.status_code == 200, page.text
+    everything = app.get(f"/api/users/{user['id']}/messages", params={"top": "10", "fields": "id"}).json()["items"]
+    assert page.json()["items"] == everything[5:10]
+    assert page.json()["next_cursor"] is not None
+
+
+def test_a_upn_request_that_calls_graph_is_not_a_hit(app: RunningApp, graphsim: SimControl) -> None:
+    """A user cached by GUID, then asked for by UPN: resolving the UPN costs a Graph call, so the answer
+    says miss; the next UPN request needs no call and is a hit."""
+    user = _a_user(graphsim, 12)
+    assert app.get(f"/api/users/{user['id']}").headers["X-Cache"] == "miss"
+    by_upn = app.get(f"/api/users/{user['userPrincipalName']}")
+    assert by_upn.status_code == 200
+    assert graphsim.count(USER_ROUTE) == 2
+    assert by_upn.headers["X-Cache"] == "miss"
+    again = app.get(f"/api/users/{user['userPrincipalName']}")
+    assert again.headers["X-Cache"] == "hit-l1"
+    assert graphsim.count(USER_ROUTE) == 2
 
 
 def test_field_selection_is_an_allow_list(app: RunningApp, graphsim: SimControl) -> None:

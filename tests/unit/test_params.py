@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.api.params import PageRequest, encode_cursor, parse_page_request, parse_top, parse_user_id
+from shared.api.params import (
+    PageRequest,
+    encode_cursor,
+    is_continuation,
+    parse_page_request,
+    parse_top,
+    parse_user_id,
+)
 from shared.errors import InvalidInputError
 
 
@@ -40,10 +50,59 @@ def test_page_requests_never_fail_otherwise(params: dict[str, str]) -> None:
     assert 1 <= page.top <= 100
 
 
+MAILBOX = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
+SKIPTOKEN_QUERY = "%24top=7&%24skiptoken=eyJvIjo1fn5%2B%2Fz8%3D&%24orderby=receivedDateTime+desc"
+
+
+def _raw_cursor(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
 def test_a_cursor_round_trips() -> None:
-    """A cursor we issued gives back the same page request."""
-    page = PageRequest(top=7, fields=("id", "subject"), skip=14)
+    """A cursor we issued gives back the same page request, nextLink query untouched."""
+    page = PageRequest(top=7, fields=("id", "subject"), continuation=SKIPTOKEN_QUERY, mailbox=MAILBOX)
     assert parse_page_request({"cursor": encode_cursor(page)}) == page
+
+
+def test_a_version_1_cursor_still_works() -> None:
+    """Cursors issued before v2 ($skip only) keep paging."""
+    cursor = _raw_cursor({"v": 1, "s": 14, "t": 7, "f": ["id", "subject"]})
+    assert parse_page_request({"cursor": cursor}) == PageRequest(top=7, fields=("id", "subject"), skip=14)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "%24skiptoken=abc&%24expand=attachments",  # an option we never follow
+        "%24skiptoken=abc&%24skip=5",  # two positions
+        "%24top=7",  # no position
+        "%24skiptoken=a#frag",
+        "%24skiptoken=a b",
+        "https://evil.example/v1.0/users/x/messages?%24skiptoken=a",  # not a query
+        "%24skiptoken=a&%24skiptoken=b",
+        "%24skiptoken=" + "a" * 3000,
+    ],
+)
+def test_a_cursor_cannot_carry_anything_but_a_paging_query(query: str) -> None:
+    """Forged continuations (other options, fragments, spaces, URLs, duplicates, huge ones) are 400s."""
+    assert not is_continuation(query)
+    cursor = _raw_cursor({"v": 2, "q": query, "u": MAILBOX, "t": 7, "f": ["id"]})
+    with pytest.raises(InvalidInputError):
+        parse_page_request({"cursor": cursor})
+
+
+@pytest.mark.parametrize("mailbox", [None, "alice@contoso.com", MAILBOX.upper(), "../" + MAILBOX])
+def test_a_version_2_cursor_names_its_mailbox_by_guid(mailbox: str | None) -> None:
+    """The mailbox a cursor belongs to is a lower-case guid (compared with the request's later)."""
+    cursor = _raw_cursor({"v": 2, "q": SKIPTOKEN_QUERY, "u": mailbox, "t": 7, "f": ["id"]})
+    with pytest.raises(InvalidInputError):
+        parse_page_request({"cursor": cursor})
+
+
+def test_cursors_of_unknown_versions_are_400() -> None:
+    """A cursor from the future (or a forged version) is rejected rather than guessed at."""
+    with pytest.raises(InvalidInputError):
+        parse_page_request({"cursor": _raw_cursor({"v": 3, "q": SKIPTOKEN_QUERY, "u": MAILBOX, "t": 7, "f": []})})
 
 
 @pytest.mark.parametrize("raw", ["\u00b2", "\u0661\u0660", "\uff11\uff10", "1e2", " 5", "5 ", "0", "101", "-1"])

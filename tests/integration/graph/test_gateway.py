@@ -118,3 +118,25 @@ async def test_dropped_connections_and_garbage_are_transient(make_gateway: MakeG
     with pytest.raises(errors.UnavailableError):
         await gateway.get_user(graphsim.users()[0]["id"])
     assert graphsim.count(USER_ROUTE) == 2
+
+
+@pytest.mark.parametrize("paging", ["skip", "skiptoken"])
+async def test_message_pages_follow_the_next_link_query_whatever_it_carries(
+    make_gateway: MakeGateway, graphsim: SimControl, paging: str
+) -> None:
+    """``list_messages`` hands back the nextLink's query and follows it (through ``call``, under the mail
+    workload) until Graph stops sending one: every one of 40 messages once, with $skip or $skiptoken."""
+    graphsim.reset(messages_per_user=40)
+    graphsim.configure(message_paging=paging)
+    gateway = await make_gateway()
+    mailbox = graphsim.users()[0]["id"]
+    seen: list[str] = []
+    items, continuation = await gateway.list_messages(mailbox, top=5, select=["id"])
+    seen += [item["id"] for item in items]
+    while continuation is not None:
+        assert ("%24skiptoken=" in continuation) == (paging == "skiptoken")
+        items, continuation = await gateway.list_messages(mailbox, top=5, select=["id"], continuation=continuation)
+        seen += [item["id"] for item in items]
+    assert sorted(seen) == sorted(m["id"] for m in graphsim.messages(mailbox))
+    assert len(seen) == 40
+    assert graphsim.count("GET /users/{user}/messages") == 8

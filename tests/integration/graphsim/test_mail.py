@@ -11,7 +11,7 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.item.messages.messages_request_builder import MessagesRequestBuilder
 from msgraph_core.tasks.page_iterator import PageIterator
 
-from devtools.graphsim.client import SimControl
+from devtools.graphsim.client import SimControl, SimControlError
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +108,47 @@ async def test_created_message_is_listed_first(graph_client: Any, graphsim: SimC
     page = await graph_client.users.by_user_id(user["id"]).messages.get(_config(top=1))
     assert page.value[0].id == created["id"]
     assert page.value[0].subject == "Fresh off the press"
+
+
+async def test_skiptoken_paging_walks_every_message_through_opaque_tokens(
+    graph_client: Any, graphsim: SimControl, user: dict[str, Any]
+) -> None:
+    """With ``message_paging="skiptoken"`` nextLinks carry an opaque ``$skiptoken`` (no ``$skip``); the
+    SDK's PageIterator, which follows nextLinks as they are, still reaches every message once."""
+    graphsim.configure(message_paging="skiptoken")
+    first = await graph_client.users.by_user_id(user["id"]).messages.get(_config(top=7))
+    assert "%24skiptoken=" in first.odata_next_link
+    assert "%24skip=" not in first.odata_next_link
+    received: list[Any] = []
+    await PageIterator(first, graph_client.request_adapter).iterate(lambda m: received.append(m) or True)
+    expected = sorted(graphsim.messages(user["id"]), key=lambda m: (m["receivedDateTime"], m["id"]), reverse=True)
+    assert [m.id for m in received] == [m["id"] for m in expected]
+    assert graphsim.count("GET /users/{user}/messages") == 5  # 30 messages / 7 per page
+
+
+async def test_a_skiptoken_of_another_mailbox_or_a_mangled_one_is_400(
+    graph_client: Any, graphsim: SimControl, user: dict[str, Any]
+) -> None:
+    """A token is bound to its listing: another user's, or one whose '+' was not percent-encoded, fails."""
+    graphsim.configure(message_paging="skiptoken")
+    first = await graph_client.users.by_user_id(user["id"]).messages.get(_config(top=7))
+    other = graphsim.users()[1]["id"]
+    builder = graph_client.users.by_user_id(other).messages
+    with pytest.raises(ODataError) as caught:
+        await builder.with_url(first.odata_next_link.replace(user["id"], other)).get()
+    assert caught.value.response_status_code == 400
+    mangled = first.odata_next_link.replace("%2B", "+")
+    assert mangled != first.odata_next_link
+    with pytest.raises(ODataError):
+        await graph_client.users.by_user_id(user["id"]).messages.with_url(mangled).get()
+
+
+def test_message_paging_setting_is_validated_and_reset(graphsim: SimControl) -> None:
+    """Only "skip" and "skiptoken" are accepted; a reset goes back to the startup value ("skip")."""
+    assert graphsim.configure(message_paging="skiptoken")["message_paging"] == "skiptoken"
+    with pytest.raises(SimControlError):
+        graphsim.configure(message_paging="cursor")
+    with pytest.raises(SimControlError):
+        graphsim.configure(message_paging=1)
+    graphsim.reset()
+    assert graphsim.config()["message_paging"] == "skip"

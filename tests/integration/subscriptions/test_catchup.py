@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -10,7 +11,7 @@ from devtools.graphsim.client import SimControl
 from shared.events.model import Event
 from shared.graph.delta import DeltaReader
 from shared.graph.gateway import GraphGateway
-from shared.storage import Tables
+from shared.storage import Tables, safe_key
 from shared.subscriptions.catchup import DeltaCatchup
 from shared.subscriptions.desired import parse_resource
 from tests.integration.subscriptions.conftest import Stack
@@ -171,3 +172,31 @@ async def test_a_long_round_pauses_and_resumes_without_losing_or_repeating(
     published = [e.message_id for e in stack.published.events]
     assert sorted(published) == sorted(created)
     assert await stack.catchup.pending() == []
+
+
+@pytest.mark.parametrize("resource", ["users/{mailbox}/messages", "users"])
+async def test_a_link_saved_under_another_base_url_is_used_on_the_current_one(
+    stack: Stack, tables: Tables, graphsim: SimControl, mailbox: str, resource: str
+) -> None:
+    """Links are stored relative to GRAPH_BASE_URL; a row stored as an absolute link under a base URL that is
+    gone (here a closed port) is rebased onto the current one instead of calling the old host."""
+    spec = parse_resource(resource.format(mailbox=mailbox))
+    await stack.catchup.catch_up(spec)  # baseline
+    table = await tables.get(stack.catchup.config.table)
+    row = await table.get_entity("delta", safe_key(spec.resource))
+    stored = urlsplit(row["DeltaLink"])
+    assert not stored.scheme
+    assert not stored.netloc
+    path = stored.path if stored.path.startswith("/") else f"/v1.0/{stored.path}"
+    row["DeltaLink"] = f"http://127.0.0.1:9{path}?{stored.query}"  # written by an older version, old base URL
+    await table.upsert_entity(row)
+    if spec.kind == "users":
+        graphsim.update_user(graphsim.users()[3]["id"], jobTitle="Rebased")
+    else:
+        graphsim.create_message(mailbox, count=1)
+
+    result = await stack.catchup.catch_up(spec)
+
+    assert (result.published, result.resynced) == (1, False)
+    row = await table.get_entity("delta", safe_key(spec.resource))
+    assert not urlsplit(row["DeltaLink"]).netloc
