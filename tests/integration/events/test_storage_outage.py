@@ -102,6 +102,22 @@ def build_processor(
     return NotificationProcessor(dispatcher, queues, ProcessorConfig(queue=f"{EVENTS}-in"))
 
 
+def forward_then_outage(
+    forwarder: EventForwarder, outage: Outage, seconds: float
+) -> Callable[[Event], Awaitable[None]]:
+    """The real forward, then (the first time only) Storage stops for ``seconds``: the send went out,
+    recording it done has to happen during the outage."""
+    struck: list[bool] = []
+
+    async def forward(event: Event) -> None:
+        await forwarder(event)
+        if not struck:
+            struck.append(True)
+            await outage.begin(seconds)
+
+    return forward
+
+
 def message(*items: object) -> str:
     return encode_envelope(RECEIVED, [json.dumps(i) for i in items])
 
@@ -122,16 +138,8 @@ async def test_an_outage_right_after_the_forward_is_waited_out_without_a_duplica
     """The forward succeeded, then Storage went away for 3 s before the marker was completed: the
     completion is retried in place, the invocation succeeds, and a redelivery finds the event done."""
     queue = f"{unique_name}-events"
-    forwarder = EventForwarder(storage[1], ForwardingConfig(queue=queue))
-    struck: list[bool] = []
-
-    async def forward_then_fail_storage(event: Event) -> None:
-        await forwarder(event)
-        if not struck:
-            struck.append(True)
-            await outage.begin(3.0)
-
-    processor = build_processor(storage, forward_then_fail_storage, OutageWait(budget_seconds=30))
+    forward = forward_then_outage(EventForwarder(storage[1], ForwardingConfig(queue=queue)), outage, 3.0)
+    processor = build_processor(storage, forward, OutageWait(budget_seconds=30))
     first = await processor.process(message(samples.user_change()))
     await outage.end()
     again = await processor.process(message(samples.user_change()))
@@ -169,16 +177,8 @@ async def test_an_outage_longer_than_the_budget_is_the_documented_duplicate_wind
     the outage was not recorded, so the redelivery sends it again: two copies with the same ``id`` —
     exactly the limit docs/reliability.md states, and why events carry a stable id."""
     queue = f"{unique_name}-events"
-    forwarder = EventForwarder(storage[1], ForwardingConfig(queue=queue))
-    struck: list[bool] = []
-
-    async def forward_then_fail_storage(event: Event) -> None:
-        await forwarder(event)
-        if not struck:
-            struck.append(True)
-            await outage.begin(6.0)
-
-    processor = build_processor(storage, forward_then_fail_storage, OutageWait(budget_seconds=1.5))
+    forward = forward_then_outage(EventForwarder(storage[1], ForwardingConfig(queue=queue)), outage, 6.0)
+    processor = build_processor(storage, forward, OutageWait(budget_seconds=1.5))
     with pytest.raises(HandlersFailedError):
         await processor.process(message(samples.user_change()))
     await outage.end()
