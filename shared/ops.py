@@ -98,7 +98,8 @@ async def _renew(services: Registry, subscription_id: str | None) -> tuple[int, 
     if subscription_id is None:
         result = await subscriptions.renew_due()
         counts = {"renewed": result.renewed, "recreated": result.recreated, "failed": result.failed}
-        return (FAILED if result.failed else OK), {**counts, "skipped": result.skipped, "catchups": len(result.catchups)}
+        document = {**counts, "skipped": result.skipped, "catchups": len(result.catchups)}
+        return (FAILED if result.failed else OK), document
     view = await subscriptions.renew_now(subscription_id)
     if view is None:
         return NOT_FOUND, {"error": f"no subscription {subscription_id!r} in the registry"}
