@@ -1,9 +1,14 @@
-"""The README's run command: Azurite + (when no real Graph credentials) the Graph simulator + the app.
+"""The README's run command: Azurite + (unless Graph is elsewhere) the Graph simulator + the app.
 
 The app runs under ``func start`` when Azure Functions Core Tools are on PATH, else under the local
 harness (``devtools.funchost``). Settings come from ``local.settings.json`` if present, else from
-``local.settings.sample.json``; the storage connection string is pointed at the Azurite started here.
-Ctrl-C (or SIGTERM) stops everything this command started.
+``local.settings.sample.json`` (the environment wins over both); the storage connection string is pointed
+at the Azurite started here, and a loopback ``WEBHOOK_BASE_URL`` on the default port follows ``--port``.
+Graph: the simulator is started unless ``GRAPH_AUTH_MODE`` names real credentials, ``--graph-url`` is
+given, or ``GRAPH_BASE_URL`` is set to something other than the sample's simulator URL.
+The children are supervised: Azurite is restarted (on the same ports and data folder, a bounded number of
+times) when it dies; the simulator or the app dying stops everything with exit status 1.
+Ctrl-C (or SIGTERM) stops everything this command started (exit status 0).
 """
 
 from __future__ import annotations
@@ -18,12 +23,30 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from devtools.azurite import ROOT, Azurite, free_port
+from devtools.processes import stop_process
+from shared.settings import is_loopback_url
 
 REAL_GRAPH_MODES = {"client_secret", "certificate", "managed_identity"}
+DEFAULT_APP_PORT = 7071
+DEFAULT_STORAGE_PORTS = (10000, 10001, 10002)
+SAMPLE_GRAPH_URL = "http://127.0.0.1:8070/v1.0"  # local.settings.sample.json: "start the simulator here"
+AZURITE_MAX_RESTARTS = 3
+AZURITE_RESTART_WINDOW_S = 600.0
+
+
+class StartupFailed(RuntimeError):
+    """Something this command started did not come up (the message says what)."""
+
+
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM arrived while waiting for a child to come up."""
 
 
 def _port_free(port: int) -> bool:
@@ -35,75 +58,159 @@ def _port_free(port: int) -> bool:
         return True
 
 
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    with contextlib.suppress(OSError), socket.create_connection((parts.hostname or "", port), timeout=2):
+        return True
+    return False
+
+
 def load_values(settings_file: Path) -> dict[str, str]:
     """``Values`` of a local.settings-style file, as strings."""
     data = json.loads(settings_file.read_text(encoding="utf-8"))
     return {str(k): str(v) for k, v in data.get("Values", {}).items()}
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    import urllib.request
+def webhook_base_url(configured: str | None, app_port: int) -> str:
+    """Where the app tells Graph to post notifications.
 
+    Unset, or the sample's loopback URL on the default port: this run's own port, so self-subscription
+    reaches this app and not whatever else listens on 7071. Anything else was chosen on purpose and is kept.
+    """
+    if not configured:
+        return f"http://127.0.0.1:{app_port}/api"
+    parts = urlsplit(configured)
+    if not is_loopback_url(configured) or parts.port != DEFAULT_APP_PORT:
+        return configured
+    host = parts.netloc.rsplit(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{host}:{app_port}"))
+
+
+def external_graph_url(env: dict[str, str], graph_url_option: str | None) -> str | None:
+    """The Graph endpoint to use as is (no simulator started), or None to start the simulator.
+
+    ``--graph-url`` wins; with real credentials the configured (or default) URL is used; otherwise an
+    explicit ``GRAPH_BASE_URL`` other than the sample's simulator URL names a Graph-compatible endpoint
+    someone else runs.
+    """
+    if graph_url_option:
+        return graph_url_option
+    configured = env.get("GRAPH_BASE_URL", "").rstrip("/")
+    if env.get("GRAPH_AUTH_MODE", "") in REAL_GRAPH_MODES:
+        return configured or "https://graph.microsoft.com/v1.0"
+    if configured and configured != SAMPLE_GRAPH_URL:
+        return configured
+    return None
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float, stop: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop():
+            raise StopRequested
         if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+            raise StartupFailed(f"process exited with {process.returncode} before {url} answered")
         with contextlib.suppress(OSError):
             urllib.request.urlopen(url, timeout=1).close()  # noqa: S310 (loopback URL we built)
             return
         time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout}s")
+    raise StartupFailed(f"{url} did not answer within {timeout}s")
 
 
-def _start_graph_simulator(env: dict[str, str], started: list[subprocess.Popen[bytes]]) -> str | None:
-    """Start the simulator on GRAPH_BASE_URL's port (or a free one); returns its base URL."""
-    if not (ROOT / "devtools" / "graphsim").is_dir():
-        print("!! the Graph simulator is not available; Graph calls will fail", flush=True)
-        return None
-    wanted = urlsplit(env.get("GRAPH_BASE_URL", "http://127.0.0.1:8070/v1.0")).port or 8070
-    port = wanted if _port_free(wanted) else free_port()
+@dataclass
+class RestartBudget:
+    """At most ``limit`` restarts within any ``window_s`` seconds, so a crash loop ends instead of spinning."""
+
+    limit: int = AZURITE_MAX_RESTARTS
+    window_s: float = AZURITE_RESTART_WINDOW_S
+    clock: Callable[[], float] = time.monotonic
+    _times: list[float] = field(default_factory=list)
+
+    def take(self) -> int | None:
+        """Record a restart; its number within the window, or None when the budget is spent."""
+        now = self.clock()
+        self._times = [t for t in self._times if now - t < self.window_s]
+        if len(self._times) >= self.limit:
+            return None
+        self._times.append(now)
+        return len(self._times)
+
+
+def _start_graph_simulator(
+    env: dict[str, str], free_ports: bool, started: list[subprocess.Popen[bytes]], stop: Callable[[], bool]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the simulator on the sample URL's port (or a free one); the process and its base URL."""
+    wanted = urlsplit(SAMPLE_GRAPH_URL).port or 8070
+    port = wanted if not free_ports and _port_free(wanted) else free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "devtools.graphsim", "--port", str(port), "--latency-ms", "50"], cwd=ROOT, env=env
     )
     started.append(process)
-    _wait_http(f"http://127.0.0.1:{port}/_sim/clock", process, 30)
-    return f"http://127.0.0.1:{port}/v1.0"
+    _wait_http(f"http://127.0.0.1:{port}/_sim/clock", process, 30, stop)
+    return process, f"http://127.0.0.1:{port}/v1.0"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="./dev run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_APP_PORT, help="the app's port (default 7071)")
+    parser.add_argument(
+        "--graph-url", help="use this Graph-compatible endpoint (incl. /v1.0) instead of starting the simulator"
+    )
+    parser.add_argument("--settings", type=Path, help="settings file (default: local.settings.json, else the sample)")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".azurite", help="Azurite's data folder")
+    parser.add_argument(
+        "--free-ports", action="store_true", help="Azurite and the simulator on free ports, not 10000-10002/8070"
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="./dev run", description=__doc__)
-    parser.add_argument("--port", type=int, default=7071)
-    args = parser.parse_args(argv)
-
-    settings_file = ROOT / "local.settings.json"
-    if not settings_file.exists():
+    """Start everything, supervise it, stop it; 0 after Ctrl-C/SIGTERM, 1 when something failed."""
+    args = _parser().parse_args(argv)
+    settings_file = args.settings or ROOT / "local.settings.json"
+    if args.settings is None and not settings_file.exists():
         settings_file = ROOT / "local.settings.sample.json"
-    values = load_values(settings_file)
-    env = {**values, **os.environ}
+    env = {**load_values(settings_file), **os.environ}
     started: list[subprocess.Popen[bytes]] = []
 
-    ports = [10000, 10001, 10002]
-    if not all(_port_free(p) for p in ports):
+    ports = list(DEFAULT_STORAGE_PORTS)
+    if args.free_ports or not all(_port_free(p) for p in ports):
         ports = [free_port(), free_port(), free_port()]
-    azurite = Azurite(blob_port=ports[0], queue_port=ports[1], table_port=ports[2], location=ROOT / ".azurite")
+    azurite = Azurite(blob_port=ports[0], queue_port=ports[1], table_port=ports[2], location=args.data_dir)
     stopping = False
 
     def _stop(*_: object) -> None:
         nonlocal stopping
         stopping = True
 
+    def _stop_requested() -> bool:
+        return stopping
+
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
         azurite.start()
         env["AzureWebJobsStorage"] = azurite.connection_string
-        graph_note = "real Graph (credentials configured)"
-        if env.get("GRAPH_AUTH_MODE", "") not in REAL_GRAPH_MODES:
-            base_url = _start_graph_simulator(env, started)
-            if base_url:
-                env.update(GRAPH_BASE_URL=base_url, GRAPH_AUTH_MODE="static_token")
+        env["WEBHOOK_BASE_URL"] = webhook_base_url(env.get("WEBHOOK_BASE_URL"), args.port)
+        simulator: subprocess.Popen[bytes] | None = None
+        graph_url = external_graph_url(env, args.graph_url)
+        if graph_url is None:
+            simulator, graph_url = _start_graph_simulator(env, args.free_ports, started, _stop_requested)
+            env.update(GRAPH_BASE_URL=graph_url, GRAPH_AUTH_MODE="static_token")
+            env.setdefault("GRAPH_STATIC_TOKEN", "local-simulator-token")
+            graph_note = f"Graph simulator at {graph_url} (control API: {graph_url.removesuffix('/v1.0')}/_sim/)"
+        else:
+            env["GRAPH_BASE_URL"] = graph_url
+            real = env.get("GRAPH_AUTH_MODE", "") in REAL_GRAPH_MODES
+            if not real:
+                env.setdefault("GRAPH_AUTH_MODE", "static_token")
                 env.setdefault("GRAPH_STATIC_TOKEN", "local-simulator-token")
-                graph_note = f"Graph simulator at {base_url} (control API: {base_url[:-5]}/_sim/)"
+            graph_note = f"{graph_url} ({'real credentials' if real else 'external, no simulator started'})"
+            if not _reachable(graph_url):
+                print(f"!! nothing answers at {graph_url} yet; Graph calls fail until it does", flush=True)
 
         if shutil.which("func"):
             command = ["func", "start", "--port", str(args.port)]
@@ -112,15 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         app = subprocess.Popen(command, cwd=ROOT, env=env)
         started.append(app)
         base = f"http://127.0.0.1:{args.port}"
-        _wait_http(f"{base}/api/health", app, 60)
+        _wait_http(f"{base}/api/health", app, 60, _stop_requested)
         print(
             "\n".join(
                 [
                     "",
                     f"App running at {base}  (host: {'func start' if command[0] == 'func' else 'local harness'})",
                     f"  health:        {base}/api/health",
-                    f"  storage:       Azurite on 127.0.0.1 ports {ports[0]}/{ports[1]}/{ports[2]} (data in .azurite/)",
+                    f"  storage:       Azurite on 127.0.0.1 ports {ports[0]}/{ports[1]}/{ports[2]}"
+                    f" (data in {args.data_dir})",
                     f"  graph:         {graph_note}",
+                    f"  webhook:       {env['WEBHOOK_BASE_URL']}",
                     f"  function key:  {env.get('FUNCHOST_FUNCTION_KEY', '(printed by the host)')}",
                     f"  master key:    {env.get('FUNCHOST_MASTER_KEY', '(printed by the host)')}",
                     "Press Ctrl-C to stop everything.",
@@ -128,18 +237,60 @@ def main(argv: list[str] | None = None) -> int:
             ),
             flush=True,
         )
-        while not stopping and all(p.poll() is None for p in started):
-            time.sleep(0.3)
+        return _supervise(app, simulator, azurite, _stop_requested)
+    except StopRequested:
+        return 0
+    except RuntimeError as error:  # StartupFailed, or Azurite's own start errors
+        print(f"!! {error}; stopping everything", flush=True)
+        return 1
     finally:
         for process in reversed(started):
-            if process.poll() is None:
-                process.terminate()
-        for process in reversed(started):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process)
         azurite.stop(remove_data=False)
+
+
+def _supervise(
+    app: subprocess.Popen[bytes],
+    simulator: subprocess.Popen[bytes] | None,
+    azurite: Azurite,
+    stop: Callable[[], bool],
+    budget: RestartBudget | None = None,
+) -> int:
+    """Watch the children until a stop is requested (0) or one fails for good (1).
+
+    Azurite keeps its data on disk, so it is restarted on the same ports; the simulator's state lives in
+    memory (a restart would silently drop the app's subscriptions) and the app is ours to debug, so either
+    of those dying ends the run.
+    """
+    budget = budget or RestartBudget()
+    while not stop():
+        if app.poll() is not None:
+            print(f"!! the app exited with status {app.returncode}; stopping everything", flush=True)
+            return 1
+        if simulator is not None and simulator.poll() is not None:
+            print(
+                f"!! the Graph simulator exited with status {simulator.returncode}; stopping everything",
+                flush=True,
+            )
+            return 1
+        if not azurite.running:
+            log = azurite.location / "azurite.log" if azurite.location else "its log"
+            attempt = budget.take()
+            if attempt is None:
+                print(
+                    f"!! Azurite stopped again ({budget.limit} restarts within {budget.window_s:.0f}s already;"
+                    f" see {log}); stopping everything",
+                    flush=True,
+                )
+                return 1
+            print(
+                f"!! Azurite stopped unexpectedly (see {log}); restarting it on the same ports and data folder"
+                f" (restart {attempt} of at most {budget.limit} within {budget.window_s:.0f}s)",
+                flush=True,
+            )
+            azurite.start()  # a failure here is a RuntimeError: main reports it and stops everything
+            print("   Azurite is back", flush=True)
+        time.sleep(0.2)
     return 0
 
 

@@ -4,7 +4,9 @@ It calls the app's shared services directly, with the app's own settings (the en
 ``Values`` of ``local.settings.json``), so it needs Storage (and Graph, for ``renew``) access but no
 running app and no function key. Everything it changes lives in Table rows and queues, so every app
 instance sees the change (breakers within ~1 s, cache entries within ``CACHE_L1_TTL_SECONDS``).
-Output is JSON on stdout; the exit status is 0 on success, 1 when the target was not found, 2 on errors.
+Output is JSON on stdout; the exit status is 0 on success, 1 when the target was not found, 2 on errors
+(bad settings, Storage or Graph unreachable, a ``status`` section that could not be read), which are also
+summarised in one line on stderr (never a traceback or a secret).
 
 Commands::
 
@@ -24,10 +26,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from azure.core.exceptions import AzureError
 
 from shared.errors import AppError
 from shared.services import BREAKERS, CACHE, QUEUES, SUBSCRIPTIONS, Registry, registry
@@ -72,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
 async def execute(args: argparse.Namespace, services: Registry) -> tuple[int, Any]:
     """Run one parsed command against ``services``; (exit status, JSON-ready result)."""
     if args.command == "status":
-        return OK, await build_status(services, include_process=False)
+        document = await build_status(services, include_process=False)
+        return (FAILED if document["errors"] else OK), document
     if args.command == "subscriptions":
         return OK, await subscriptions_section(services)
     if args.command == "renew":
@@ -92,7 +98,8 @@ async def _renew(services: Registry, subscription_id: str | None) -> tuple[int, 
     if subscription_id is None:
         result = await subscriptions.renew_due()
         counts = {"renewed": result.renewed, "recreated": result.recreated, "failed": result.failed}
-        return OK, {**counts, "skipped": result.skipped, "catchups": len(result.catchups)}
+        document = {**counts, "skipped": result.skipped, "catchups": len(result.catchups)}
+        return (FAILED if result.failed else OK), document
     view = await subscriptions.renew_now(subscription_id)
     if view is None:
         return NOT_FOUND, {"error": f"no subscription {subscription_id!r} in the registry"}
@@ -130,6 +137,29 @@ async def _poison(services: Registry, action: str, queue: str, limit: int) -> tu
     ]
 
 
+# Connection strings and SAS URLs can appear in SDK messages: drop key values and query strings.
+_SECRETS = re.compile(r"(AccountKey|SharedAccessSignature|sig|password|secret)=[^;&\s]*|\?\S*", re.IGNORECASE)
+
+
+def unreachable(error: Exception) -> dict[str, str]:
+    """The JSON error for a dependency that could not be reached: its type and first line, secrets removed."""
+    service = "Storage" if isinstance(error, AzureError) else "a dependency"
+    detail = _SECRETS.sub("", str(error).splitlines()[0] if str(error) else "")[:200].strip()
+    message = f"{service} unreachable: {type(error).__name__}" + (f": {detail}" if detail else "")
+    return {"code": "dependency_unreachable", "message": message}
+
+
+def _error_line(status: int, result: Any) -> str | None:
+    """The one stderr line for a failed command (None when it succeeded or only found nothing)."""
+    if status != FAILED or not isinstance(result, dict):
+        return None
+    if isinstance(result.get("error"), dict):
+        return f"shared.ops: {result['error']['code']}: {result['error']['message']}"
+    if result.get("errors"):  # status: the sections that could not be read
+        return "shared.ops: status incomplete: " + ", ".join(f"{k} {v}" for k, v in result["errors"].items())
+    return "shared.ops: the command failed (see the JSON output)"
+
+
 async def run(argv: Sequence[str], services: Registry = registry) -> int:
     """Parse, run, print; the services built for the command are closed before returning."""
     args = parser().parse_args(argv)
@@ -138,9 +168,14 @@ async def run(argv: Sequence[str], services: Registry = registry) -> int:
         status, result = await execute(args, services)
     except AppError as error:
         status, result = FAILED, {"error": {"code": error.code, "message": error.message}}
+    except (AzureError, OSError, TimeoutError) as error:  # Storage (or another dependency) unreachable
+        status, result = FAILED, {"error": unreachable(error)}
     finally:
         await services.aclose()
     print(json.dumps(result, indent=2, default=str, ensure_ascii=False))
+    line = _error_line(status, result)
+    if line:
+        print(line, file=sys.stderr)
     return status
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from devtools.azurite import ACCOUNT_KEY, connection_string, free_port
 from shared.cache import CacheKey
 from shared.events.poison import peek_poison, write_poison
 from shared.ops import run
@@ -144,3 +145,57 @@ def test_errors_are_reported_as_json_with_status_2(app_env: dict[str, str]) -> N
     assert result.returncode == 2
     assert json.loads(result.stdout)["error"]["code"] == "configuration_error"
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["subscriptions"],
+        ["renew"],
+        ["renew", "some-id"],
+        ["breaker", "isolate", "graph-mail"],
+        ["cache", "invalidate", "--group", "user:abc"],
+        ["poison", "list", "graph-events"],
+        ["poison", "replay", "graph-events"],
+    ],
+)
+def test_unreachable_storage_is_status_2_with_one_error_line(command: list[str]) -> None:
+    """Storage on a closed loopback port: every command exits 2 with one ``shared.ops:`` line on stderr,
+    no traceback, and nothing of the account key."""
+    closed = free_port()  # nobody listens there: connections are refused at once
+    settings = {
+        "AzureWebJobsStorage": connection_string("127.0.0.1", closed, closed, closed),
+        "STORAGE_TABLE_PREFIX": "opsunreachable",
+        "GRAPH_BASE_URL": f"http://127.0.0.1:{closed}/v1.0",
+        "GRAPH_AUTH_MODE": "static_token",
+        "GRAPH_STATIC_TOKEN": "unreachable-test-token",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.ops", *NO_FILE, *command],
+        cwd=ROOT,
+        env={**os.environ, **settings},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("shared.ops: ")]
+    assert len(error_lines) == 1, result.stderr
+    assert ACCOUNT_KEY not in result.stdout + result.stderr
+    assert json.loads(result.stdout)  # the JSON document (or error) is still printed
+
+
+def test_unreachable_message_drops_keys_and_query_strings() -> None:
+    """An SDK message may quote a SAS URL or a connection string: neither the signature nor the key survives."""
+    from azure.core.exceptions import ServiceRequestError
+
+    from shared.ops import unreachable
+
+    error = ServiceRequestError("failed https://a.queue.core.windows.net/q?sv=2024&sig=SIGVALUE AccountKey=KEYVALUE;")
+    message = unreachable(error)["message"]
+    assert message.startswith("Storage unreachable: ServiceRequestError: failed https://a.queue.core.windows.net/q")
+    assert "SIGVALUE" not in message
+    assert "KEYVALUE" not in message

@@ -1,0 +1,49 @@
+"""The run command's decisions: which webhook URL the app announces, where Graph is, how often Azurite restarts."""
+
+from __future__ import annotations
+
+import pytest
+
+from devtools.run import SAMPLE_GRAPH_URL, RestartBudget, external_graph_url, webhook_base_url
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [
+        (None, "http://127.0.0.1:7391/api"),
+        ("", "http://127.0.0.1:7391/api"),
+        ("http://127.0.0.1:7071/api", "http://127.0.0.1:7391/api"),  # the sample's value follows --port
+        ("http://localhost:7071/api", "http://localhost:7391/api"),
+        ("http://[::1]:7071/api", "http://[::1]:7391/api"),
+        ("http://127.0.0.1:7072/api", "http://127.0.0.1:7072/api"),  # a loopback port chosen on purpose
+        ("https://tunnel.example.net/api", "https://tunnel.example.net/api"),  # a public URL is kept
+    ],
+)
+def test_webhook_base_url_follows_the_port_only_for_the_loopback_default(configured: str | None, expected: str) -> None:
+    assert webhook_base_url(configured, 7391) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "option", "expected"),
+    [
+        ({}, None, None),
+        ({"GRAPH_BASE_URL": SAMPLE_GRAPH_URL}, None, None),
+        ({"GRAPH_BASE_URL": SAMPLE_GRAPH_URL + "/"}, None, None),
+        ({"GRAPH_BASE_URL": SAMPLE_GRAPH_URL}, "http://127.0.0.1:9999/v1.0", "http://127.0.0.1:9999/v1.0"),
+        ({"GRAPH_BASE_URL": "http://127.0.0.1:9999/v1.0"}, None, "http://127.0.0.1:9999/v1.0"),
+        ({"GRAPH_AUTH_MODE": "client_secret"}, None, "https://graph.microsoft.com/v1.0"),
+    ],
+)
+def test_external_graph_url_decides_whether_the_simulator_starts(
+    env: dict[str, str], option: str | None, expected: str | None
+) -> None:
+    assert external_graph_url(env, option) == expected
+
+
+def test_restart_budget_allows_a_few_restarts_per_window() -> None:
+    """A crash loop is cut off after ``limit`` restarts; restarts older than the window no longer count."""
+    now = [0.0]
+    budget = RestartBudget(limit=2, window_s=10.0, clock=lambda: now[0])
+    assert [budget.take(), budget.take(), budget.take()] == [1, 2, None]
+    now[0] = 10.5
+    assert budget.take() == 1
