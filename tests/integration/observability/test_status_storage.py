@@ -74,7 +74,8 @@ async def test_status_reports_an_unreachable_section_instead_of_failing(
     app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With Storage unreachable the document still comes back, naming each section it could not read and
-    the error code (never a message), with this process's own statistics intact."""
+    the error code (never a message), with this process's own statistics intact. The breakers answer from
+    their per-process fallback, marked as such."""
     monkeypatch.setenv(
         "AzureWebJobsStorage",
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
@@ -82,6 +83,7 @@ async def test_status_reports_an_unreachable_section_instead_of_failing(
     )
     await registry.reset()
     document = await build_status(registry)
-    assert document["errors"] == dict.fromkeys(("breakers", "subscriptions", "queues"), "storage_unavailable")
+    assert document["errors"] == dict.fromkeys(("subscriptions", "queues"), "storage_unavailable")
+    assert {b["storage"] for b in document["breakers"]} == {"unavailable"}
     assert document["subscriptions"] is None
     assert "graph" in document  # this process's own section needs no Storage
