@@ -53,7 +53,7 @@ def test_route_parameters_reach_a_real_http_request(client: httpx.Client) -> Non
     assert body["header"] == "yes"
     assert body["method"] == "GET"
     assert body["url"].endswith("/sample/hello/Ada?x=1")
-    assert body["request_type"] == "azure.functions._http.HttpRequest"
+    assert body["request_type"] == "azure.functions.http.HttpRequest"  # what HttpRequestConverter makes
     assert body["function_name"] == "hello"
     assert re.fullmatch(r"[0-9a-f-]{36}", body["invocation_id"])
 

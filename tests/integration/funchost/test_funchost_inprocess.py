@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import azure.functions as func
@@ -47,14 +48,21 @@ async def test_function_timeout_cancels_an_async_function(tmp_path: Path, caplog
         await host.stop()
 
 
-async def test_request_body_over_the_limit_is_413(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bodies over the host's limit (100 MB; lowered here to 1 KiB) get 413 without running the function."""
-    monkeypatch.setattr("devtools.funchost.http.MAX_REQUEST_BODY", 1024)
-    host = FuncHost(_app(), app_dir=tmp_path, env=ENV)
+async def test_request_body_over_the_limit_is_413(tmp_path: Path) -> None:
+    """Bodies over FUNCTIONS_REQUEST_BODY_SIZE_LIMIT (100 MB by default; 1 KiB here) get 413 without running
+    the function, whether the length is declared or the body is chunked."""
+
+    async def chunked(size: int) -> AsyncIterator[bytes]:
+        for _ in range(size // 256):
+            yield b"x" * 256
+
+    host = FuncHost(_app(), app_dir=tmp_path, env={**ENV, "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "1024"})
     await host.start()
     try:
         async with httpx.AsyncClient(base_url=host.base_url) as client:
             assert (await client.post("/api/upload", content=b"x" * 1000)).text == "1000"
             assert (await client.post("/api/upload", content=b"x" * 4096)).status_code == 413
+            assert (await client.post("/api/upload", content=chunked(768))).text == "768"
+            assert (await client.post("/api/upload", content=chunked(4096))).status_code == 413
     finally:
         await host.stop()
