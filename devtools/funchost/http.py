@@ -6,8 +6,8 @@ as the host does: the details go to the log, never to the caller.
 
 Request bodies are limited like the host's Kestrel ``MaxRequestBodySize`` (``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT``,
 100 MB by default): a declared ``Content-Length`` above the limit is refused with 413 before any of the
-body is read, and a chunked body is refused as soon as it passes the limit; either way the connection is
-closed rather than drained.
+body is read, and a chunked body is refused as soon as it passes the limit; nothing beyond the limit is
+kept in memory, and the connection is closed after the answer.
 """
 
 from __future__ import annotations
@@ -125,7 +125,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 def _too_large() -> web.Response:
-    """413, and the connection is closed instead of drained (aiohttp would otherwise read the rest)."""
+    """413 with ``Connection: close``. aiohttp then discards (never keeps) what is still coming for up to
+    10 s, so the client can read the answer before the connection closes (closing at once would reset
+    the connection and lose it)."""
     response = web.Response(status=413)
     response.force_close()
     return response
