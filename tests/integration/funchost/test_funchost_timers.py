@@ -99,10 +99,10 @@ def test_occurrence_missed_while_down_runs_past_due_at_start(
     (run,) = wait_for(lambda: [r for r in records(tmp_path, "tick") if r["phase"] == "end"], what="the catch-up")
     assert run["past_due"] is True
 
-    def saved_after_the_run() -> dict[str, str] | None:
+    def saved_after_the_run() -> dict[str, str]:
         # The status is written after the function returns, so just after its last record it may be old.
         current: dict[str, str] = json.loads((state / "timers" / "tick.json").read_text())
-        return current if datetime.fromisoformat(current["Last"]) == missed else None
+        return current if datetime.fromisoformat(current["Last"]) == missed else {}
 
     saved = wait_for(saved_after_the_run, what="the schedule status written after the run")
     assert datetime.fromisoformat(saved["Next"]) > datetime.now(UTC)
