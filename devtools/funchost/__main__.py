@@ -1,7 +1,8 @@
 """``python -m devtools.funchost``: run a v2 function app locally without Core Tools.
 
 Loads ``local.settings.json`` Values (real environment wins), imports the app, reads host.json, serves
-until SIGINT/SIGTERM, then shuts down cleanly and exits 0.
+until SIGINT/SIGTERM, then shuts down cleanly (stop taking work, drain, run the app's close hook on the
+same loop) and exits 0.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from devtools.funchost.config import (
@@ -26,6 +28,10 @@ from devtools.funchost.indexing import FunctionSource
 
 logger = logging.getLogger("funchost")
 
+# The attribute of the app's module the harness runs at shutdown when --close-hook is not given.
+DEFAULT_CLOSE_HOOK = "on_shutdown"
+CloseHook = Callable[[], Awaitable[None]]
+
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devtools.funchost", description=__doc__)
@@ -37,6 +43,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--settings", type=Path, default=Path("local.settings.json"), help="settings file, relative to the app dir"
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    parser.add_argument(
+        "--close-hook",
+        default=None,
+        help=f"module:attribute of an async callable run once at shutdown, after the last invocation "
+        f"(default: '{DEFAULT_CLOSE_HOOK}' in the app's module, if it defines one)",
+    )
     return parser.parse_args(argv)
 
 
@@ -47,6 +59,23 @@ def load_app(app_dir: Path, spec: str) -> FunctionSource:
     module = importlib.import_module(module_name)
     app: FunctionSource = getattr(module, attribute or "app")
     return app
+
+
+def load_close_hook(app_spec: str, hook_spec: str | None) -> CloseHook | None:
+    """The app's close hook: ``--close-hook module:attr``, else ``on_shutdown`` in the app's module if any.
+
+    The Python worker has no shutdown callback for v2 apps, so this is the harness's convention; it is
+    looked up after ``load_app`` (the app dir is on sys.path then).
+    """
+    if hook_spec is None:
+        module = importlib.import_module(app_spec.partition(":")[0])
+        hook = getattr(module, DEFAULT_CLOSE_HOOK, None)
+    else:
+        module_name, _, attribute = hook_spec.partition(":")
+        hook = getattr(importlib.import_module(module_name), attribute or DEFAULT_CLOSE_HOOK)
+    if hook is not None and not callable(hook):
+        raise TypeError(f"the close hook {hook!r} is not callable")
+    return hook
 
 
 async def serve(host: FuncHost) -> int:
@@ -89,8 +118,16 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("Loaded %d settings from %s", len(applied), settings)
         os.chdir(app_dir)  # the host's working directory is the script root
         app = load_app(app_dir, args.app)
-        host = FuncHost(app, app_dir=app_dir, host_json=load_host_json(app_dir), host=args.host, port=args.port)
-    except (ConfigError, ImportError, AttributeError, OSError) as exc:
+        close_hook = load_close_hook(args.app, args.close_hook)
+        host = FuncHost(
+            app,
+            app_dir=app_dir,
+            host_json=load_host_json(app_dir),
+            host=args.host,
+            port=args.port,
+            on_stop=close_hook,
+        )
+    except (ConfigError, ImportError, AttributeError, TypeError, OSError) as exc:
         logger.error("funchost cannot start: %s", exc)
         return 2
     return asyncio.run(serve(host))

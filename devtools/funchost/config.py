@@ -20,6 +20,9 @@ MASTER_KEY_SETTING = "FUNCHOST_MASTER_KEY"
 SHUTDOWN_TIMEOUT_SETTING = "FUNCHOST_SHUTDOWN_TIMEOUT"
 STATE_DIR_SETTING = "FUNCHOST_STATE_DIR"
 DEFAULT_STORAGE_SETTING = "AzureWebJobsStorage"
+# The host's request body limit is an app setting (bytes), not a host.json option.
+REQUEST_BODY_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
+DEFAULT_REQUEST_BODY_LIMIT = 104_857_600  # 100 MB, the host's (and Core Tools') default
 
 # The host's defaults (extensions.queues in host.json, Storage extension 5.x).
 DEFAULT_BATCH_SIZE = 16
@@ -229,6 +232,20 @@ def float_setting(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ConfigError(f"setting {name} must be a number, got {raw!r}") from exc
+
+
+def request_body_limit(env: Mapping[str, str]) -> int:
+    """``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`` in bytes (default 100 MB); a malformed value fails loudly."""
+    raw = env.get(REQUEST_BODY_LIMIT_SETTING)
+    if raw is None or raw.strip() == "":
+        return DEFAULT_REQUEST_BODY_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"setting {REQUEST_BODY_LIMIT_SETTING} must be a number of bytes, got {raw!r}") from exc
+    if limit <= 0:
+        raise ConfigError(f"setting {REQUEST_BODY_LIMIT_SETTING} must be positive, got {limit}")
+    return limit
 
 
 def state_dir(env: Mapping[str, str]) -> Path | None:

@@ -12,14 +12,14 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from azure.functions.queue import QueueMessage as FunctionQueueMessage
 
+from devtools.funchost.bindings import decode_queue_message, queue_body_datum, queue_trigger_metadata
 from devtools.funchost.config import (
     DEFAULT_SHUTDOWN_TIMEOUT,
     SHUTDOWN_TIMEOUT_SETTING,
@@ -29,6 +29,7 @@ from devtools.funchost.config import (
     connection_string,
     float_setting,
     is_disabled,
+    request_body_limit,
     resolve_expression,
     state_dir,
 )
@@ -53,7 +54,8 @@ class FuncHost:
 
     ``env`` is where settings are read (connection strings, ``%NAME%`` expressions, keys); it defaults
     to ``os.environ``. ``host_json`` is the parsed host.json (``load_host_json(app_dir)``); None means
-    all host defaults. ``port=0`` picks a free port.
+    all host defaults. ``port=0`` picks a free port. ``on_stop`` is the app's close hook: ``stop()``
+    awaits it once, on the loop the invocations ran on, after the last invocation has finished.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class FuncHost:
         env: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.app_dir = Path(app_dir).resolve()
         self.env: Mapping[str, str] = env if env is not None else os.environ
@@ -72,6 +75,7 @@ class FuncHost:
         self.keys = HostKeys.from_env(self.env)
         self.host = host
         self.port = port
+        self.max_body = request_body_limit(self.env)
         self.shutdown_timeout = float_setting(self.env, SHUTDOWN_TIMEOUT_SETTING, DEFAULT_SHUTDOWN_TIMEOUT)
         self.functions: dict[str, FunctionInfo] = {}
         self.errors: dict[str, str] = {}
@@ -84,6 +88,7 @@ class FuncHost:
         self._timers: dict[str, TimerRunner] = {}
         self._manual: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
+        self._on_stop = on_stop
 
     @property
     def base_url(self) -> str:
@@ -101,7 +106,9 @@ class FuncHost:
         routes = build_routes(list(self.functions.values()), self.config.route_prefix, self.errors)
         for name in self.errors:
             self.functions.pop(name, None)
-        frontend = HttpFrontend(routes=routes, keys=self.keys, invoker=self._invoker, admin=self)
+        frontend = HttpFrontend(
+            routes=routes, keys=self.keys, invoker=self._invoker, admin=self, max_body=self.max_body
+        )
         self._runner = web.AppRunner(frontend.application(), access_log=None, shutdown_timeout=self.shutdown_timeout)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -151,8 +158,20 @@ class FuncHost:
         left = await self._invoker.drain(remaining())
         if left:
             logger.warning("%d invocations did not finish within the shutdown timeout and were cancelled", left)
+        await self._run_close_hook(remaining())
         self._invoker.close()
         self.state = "Stopped"
+
+    async def _run_close_hook(self, timeout: float) -> None:
+        """The app's close hook (its clients), bounded by what is left of the shutdown timeout."""
+        if self._on_stop is None:
+            return
+        try:
+            await asyncio.wait_for(self._on_stop(), timeout)
+        except TimeoutError:
+            logger.warning("The app's close hook did not finish within the shutdown timeout")
+        except Exception:
+            logger.exception("The app's close hook failed")
 
     async def __aenter__(self) -> FuncHost:
         await self.start()
@@ -230,12 +249,15 @@ class FuncHost:
         if function.trigger_type == TIMER_TRIGGER:
             self._timers[name].fire()
             return
-        message = FunctionQueueMessage(
-            id=str(uuid.uuid4()),
-            body=data.encode("utf-8"),
+        metadata = queue_trigger_metadata(
+            message_id=str(uuid.uuid4()),
             dequeue_count=1,
             insertion_time=datetime.now(UTC),
+            expiration_time=None,
+            next_visible_time=None,
+            pop_receipt=None,
         )
+        message = decode_queue_message(queue_body_datum(data.encode("utf-8")), metadata)
         task = asyncio.create_task(self._invoke_quietly(function, message))
         self._manual.add(task)
         task.add_done_callback(self._manual.discard)

@@ -1,8 +1,13 @@
 """The HTTP front end: function routes with the host's auth levels, plus the admin endpoints.
 
-It turns an aiohttp request into a real ``azure.functions.HttpRequest`` and the function's
-``HttpResponse`` back into a response. A failing function gives a bare 500, as the host does: the
-details go to the log, never to the caller.
+It turns an aiohttp request into the ``azure.functions.HttpRequest`` the worker would decode (see
+``bindings``) and the function's return value back into a response. A failing function gives a bare 500,
+as the host does: the details go to the log, never to the caller.
+
+Request bodies are limited like the host's Kestrel ``MaxRequestBodySize`` (``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT``,
+100 MB by default): a declared ``Content-Length`` above the limit is refused with 413 before any of the
+body is read, and a chunked body is refused as soon as it passes the limit; nothing beyond the limit is
+kept in memory, and the connection is closed after the answer.
 """
 
 from __future__ import annotations
@@ -15,20 +20,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import azure.functions as func
 from aiohttp import web
 
-from devtools.funchost.config import HostKeys
+from devtools.funchost.bindings import decode_http_request, encode_http_result, http_request_datum
+from devtools.funchost.config import DEFAULT_REQUEST_BODY_LIMIT, HostKeys
 from devtools.funchost.indexing import FunctionInfo
 from devtools.funchost.invoke import REASON_HOST_API, Invoker
 from devtools.funchost.routes import RouteTemplate, RouteTemplateError
 
 logger = logging.getLogger("funchost")
 
-MAX_REQUEST_BODY = 100 * 1024 * 1024  # the host's default request body limit (100 MB)
 KEY_HEADER = "x-functions-key"
 KEY_QUERY = "code"
-_TEXTUAL = ("text/", "application/json", "application/xml", "application/javascript")
+ADMIN_BODY_LIMIT = 1024 * 1024  # the admin API takes small JSON documents only
+
+
+class RequestTooLargeError(Exception):
+    """The request body is over the limit (declared or while streaming)."""
 
 
 class AdminApi(Protocol):
@@ -90,30 +98,39 @@ def _is_loopback(request: web.Request) -> bool:
         return False
 
 
-def _content_type(mimetype: str, charset: str) -> str:
-    if mimetype.startswith(_TEXTUAL) or mimetype.endswith(("+json", "+xml")):
-        return f"{mimetype}; charset={charset}"
-    return mimetype
-
-
 def to_web_response(result: object) -> web.Response:
-    """The function's return value as the host would send it (HttpResponse, str or bytes, or None)."""
-    if result is None:
-        return web.Response(status=204)
-    if isinstance(result, str):
-        return web.Response(status=200, body=result.encode(), headers={"Content-Type": "text/plain; charset=utf-8"})
-    if isinstance(result, bytes | bytearray):
-        return web.Response(status=200, body=bytes(result), headers={"Content-Type": "application/octet-stream"})
-    if isinstance(result, func.HttpResponse):
-        response = web.Response(status=result.status_code, body=result.get_body())
-        has_type = False
-        for name, value in result.headers.items():
-            response.headers.add(name, value)
-            has_type = has_type or name.lower() == "content-type"
-        if not has_type:
-            response.headers["Content-Type"] = _content_type(result.mimetype, result.charset)
-        return response
-    raise TypeError(f"an HTTP function returned {type(result).__name__}; expected func.HttpResponse, str or bytes")
+    """The function's return value as the host would send it (HttpResponse, str, bytes or None)."""
+    encoded = encode_http_result(result)
+    response = web.Response(status=encoded.status, body=encoded.body)
+    for name, value in encoded.headers:
+        response.headers.add(name, value)
+    return response
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, or RequestTooLargeError as soon as it is known to be over ``limit`` bytes.
+
+    A declared Content-Length over the limit is refused before reading anything, so a client cannot make
+    the harness buffer a body it will refuse anyway.
+    """
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RequestTooLargeError(declared)
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise RequestTooLargeError(len(body))
+    return bytes(body)
+
+
+def _too_large() -> web.Response:
+    """413 with ``Connection: close``. aiohttp then discards (never keeps) what is still coming for up to
+    10 s, so the client can read the answer before the connection closes (closing at once would reset
+    the connection and lose it)."""
+    response = web.Response(status=413)
+    response.force_close()
+    return response
 
 
 def _error(status: int) -> web.Response:
@@ -124,14 +141,23 @@ def _error(status: int) -> web.Response:
 class HttpFrontend:
     """The aiohttp application serving the function routes and ``/admin``."""
 
-    def __init__(self, *, routes: list[HttpRoute], keys: HostKeys, invoker: Invoker, admin: AdminApi) -> None:
+    def __init__(
+        self,
+        *,
+        routes: list[HttpRoute],
+        keys: HostKeys,
+        invoker: Invoker,
+        admin: AdminApi,
+        max_body: int = DEFAULT_REQUEST_BODY_LIMIT,
+    ) -> None:
         self._routes = routes
         self._keys = keys
         self._invoker = invoker
         self._admin = admin
+        self._max_body = max_body
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BODY)
+        app = web.Application(client_max_size=ADMIN_BODY_LIMIT)  # function bodies: read_body, not this
         app.router.add_get("/admin/host/status", self._host_status)
         app.router.add_get("/admin/functions", self._list_functions)
         app.router.add_post("/admin/functions/{name}", self._run_function)
@@ -190,29 +216,29 @@ class HttpFrontend:
             return web.Response(status=405, headers={"Allow": ", ".join(sorted(allowed))})
         return _error(404)
 
-    async def _invoke(self, function: FunctionInfo, request: web.Request, params: Mapping[str, str]) -> web.Response:
+    async def _invoke(
+        self, function: FunctionInfo, request: web.Request, params: Mapping[str, str]
+    ) -> web.StreamResponse:
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413)
-        headers: dict[str, str] = {}
+            body = await read_body(request, self._max_body)
+        except RequestTooLargeError:
+            return _too_large()
+        headers: dict[str, str] = {}  # as received (Content-Length included), repeated ones comma-joined
         for name, value in request.headers.items():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         query: dict[str, str] = {}
         for name, value in request.query.items():
             query.setdefault(name, value)
-        http_request = func.HttpRequest(
-            method=request.method,
-            url=str(request.url),
-            headers=headers,
-            params=query,
-            route_params=dict(params),
-            body=body,
+        datum = http_request_datum(
+            method=request.method, url=str(request.url), headers=headers, query=query, params=params, body=body
         )
         try:
             result = await self._invoker.invoke(
-                function, http_request, reason=REASON_HOST_API, trace_parent=request.headers.get("traceparent")
+                function,
+                decode_http_request(datum),
+                reason=REASON_HOST_API,
+                trace_parent=request.headers.get("traceparent"),
             )
         except Exception:  # already logged by the invoker; the caller gets no details
             return _error(500)

@@ -6,6 +6,8 @@
 - deletes a message when its invocation succeeds; on failure makes it visible again after
   ``visibilityTimeout``, or, once it has been dequeued ``maxDequeueCount`` times, copies it unchanged to
   ``<queue>-poison`` (created if missing) and deletes it;
+- retries that settle step for up to ~30 s when storage is briefly unreachable; if it still fails, the
+  message stays invisible until its 10-minute receive lease ends and is then delivered again;
 - decodes the body per ``messageEncoding`` (``base64`` or ``none``); an undecodable body is a failure;
 - creates the trigger queue if it does not exist.
 """
@@ -17,13 +19,15 @@ import base64
 import binascii
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
-from azure.core.exceptions import AzureError, ResourceExistsError
-from azure.functions.queue import QueueMessage as FunctionQueueMessage
+import azure.functions as func
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
+from devtools.funchost.bindings import decode_queue_message, queue_body_datum, queue_trigger_metadata
 from devtools.funchost.config import MIN_POLLING_INTERVAL, QueueOptions
 from devtools.funchost.indexing import FunctionInfo
 from devtools.funchost.invoke import Invoker
@@ -33,6 +37,26 @@ logger = logging.getLogger("funchost")
 # How long a fetched message stays invisible while its invocation runs (the host's default, 10 min).
 RECEIVE_VISIBILITY_TIMEOUT = 600
 POISON_SUFFIX = "-poison"
+# Pauses between attempts to settle a message (delete / release / move to poison): five attempts over
+# about 30 s, each without the SDK's own retries, so a short storage outage does not leave the message
+# invisible for the rest of its receive lease.
+SETTLE_RETRY_DELAYS = (1.0, 3.0, 7.0, 15.0)
+
+
+class QueueOperations(Protocol):
+    """The part of ``azure.storage.queue.aio.QueueClient`` the listener uses (a seam for tests)."""
+
+    def create_queue(self, **kwargs: Any) -> Awaitable[None]: ...
+
+    def receive_messages(self, **kwargs: Any) -> Any: ...
+
+    def delete_message(self, message: Any, pop_receipt: str | None = None, **kwargs: Any) -> Awaitable[None]: ...
+
+    def update_message(self, message: Any, pop_receipt: str | None = None, **kwargs: Any) -> Awaitable[Any]: ...
+
+    def send_message(self, content: Any, **kwargs: Any) -> Awaitable[Any]: ...
+
+    def close(self) -> Awaitable[None]: ...
 
 
 class MessageDecodeError(ValueError):
@@ -57,20 +81,28 @@ def decode_body(content: object, encoding: str) -> bytes:
         raise MessageDecodeError("message is not valid base64; check extensions.queues.messageEncoding") from exc
 
 
-def to_function_message(message: QueueMessage, body: bytes) -> FunctionQueueMessage:
-    """The ``azure.functions`` message the worker would pass, with the Storage metadata."""
-    return FunctionQueueMessage(
-        id=message.id,
-        body=body,
+def to_function_message(message: QueueMessage, body: bytes) -> func.QueueMessage:
+    """The ``azure.functions`` message the worker would pass: decoded by ``QueueMessageInConverter`` from
+    the body and the trigger metadata the host sends (Id, DequeueCount, times, PopReceipt)."""
+    metadata = queue_trigger_metadata(
+        message_id=message.id,
         dequeue_count=message.dequeue_count,
-        expiration_time=message.expires_on,
         insertion_time=message.inserted_on,
-        time_next_visible=message.next_visible_on,
+        expiration_time=message.expires_on,
+        next_visible_time=message.next_visible_on,
         pop_receipt=message.pop_receipt,
     )
+    return decode_queue_message(queue_body_datum(body), metadata)
 
 
-async def create_if_missing(client: QueueClient) -> None:
+def is_transient(exc: AzureError) -> bool:
+    """Worth retrying: no answer at all (connection refused/reset, timeout), throttling or a server error."""
+    if isinstance(exc, HttpResponseError):
+        return exc.status_code is None or exc.status_code in (408, 429) or exc.status_code >= 500
+    return True
+
+
+async def create_if_missing(client: QueueOperations) -> None:
     with contextlib.suppress(ResourceExistsError):
         await client.create_queue()
 
@@ -86,16 +118,31 @@ class QueueListener:
         connection_string: str,
         options: QueueOptions,
         invoker: Invoker,
+        clients: tuple[QueueOperations, QueueOperations] | None = None,
+        settle_delays: Sequence[float] = SETTLE_RETRY_DELAYS,
     ) -> None:
+        """``clients`` (trigger queue, poison queue) replaces the Storage clients made from
+        ``connection_string`` (tests pass fakes)."""
         self.function = function
         self.queue_name = queue_name
         self._options = options
         self._invoker = invoker
-        # Short SDK retries: the poll loop retries anyway, and shutdown should not wait out a long back-off.
-        # (The client builds its async ExponentialRetry from these keywords: ~1 s, 3 s, 5 s.)
-        retry: dict[str, Any] = {"initial_backoff": 1, "increment_base": 2, "retry_total": 3, "random_jitter_range": 0}
-        self._client = QueueClient.from_connection_string(connection_string, queue_name, **retry)
-        self._poison = QueueClient.from_connection_string(connection_string, queue_name + POISON_SUFFIX, **retry)
+        self._settle_delays = tuple(settle_delays)
+        if clients is None:
+            # Short SDK retries: the poll loop retries anyway, and shutdown should not wait out a long
+            # back-off. (The client builds its async ExponentialRetry from these keywords: ~1 s, 3 s, 5 s.)
+            retry: dict[str, Any] = {
+                "initial_backoff": 1,
+                "increment_base": 2,
+                "retry_total": 3,
+                "random_jitter_range": 0,
+            }
+            clients = (
+                QueueClient.from_connection_string(connection_string, queue_name, **retry),
+                QueueClient.from_connection_string(connection_string, queue_name + POISON_SUFFIX, **retry),
+            )
+        self._client: QueueOperations = clients[0]
+        self._poison: QueueOperations = clients[1]
         self._stopping = asyncio.Event()
         self._room = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -201,10 +248,7 @@ class QueueListener:
         dequeue_count = message.dequeue_count or 1
         if dequeue_count > self._options.max_dequeue_count:
             # Fetched more often than allowed without a recorded failure (e.g. a crash mid-invocation).
-            try:
-                await self._to_poison(message)
-            except AzureError as exc:
-                logger.warning("Queue '%s': could not move message %s to poison: %s", self.queue_name, message.id, exc)
+            await self._to_poison(message)
             return
         succeeded = False
         try:
@@ -218,17 +262,59 @@ class QueueListener:
                 succeeded = True
             except Exception:  # logged by the invoker; the message decides what happens next
                 succeeded = False
-        try:
-            if succeeded:
-                await self._client.delete_message(message.id, message.pop_receipt)
-            elif dequeue_count >= self._options.max_dequeue_count:
-                await self._to_poison(message)
-            else:
-                await self._client.update_message(
-                    message.id, message.pop_receipt, visibility_timeout=int(-(-self._options.visibility_timeout // 1))
+        if succeeded:
+            await self._settle(
+                message,
+                "delete it",
+                lambda: self._client.delete_message(message.id, message.pop_receipt, retry_total=0),
+            )
+        elif dequeue_count >= self._options.max_dequeue_count:
+            await self._to_poison(message)
+        else:
+            visibility = int(-(-self._options.visibility_timeout // 1))
+            await self._settle(
+                message,
+                "make it visible again",
+                lambda: self._client.update_message(
+                    message.id, message.pop_receipt, visibility_timeout=visibility, retry_total=0
+                ),
+            )
+
+    async def _settle(self, message: QueueMessage, what: str, operation: Callable[[], Awaitable[Any]]) -> bool:
+        """Run ``operation`` until it succeeds, pausing ``settle_delays`` between attempts; False if it
+        never did (then the message reappears when its receive lease ends, as after a crash)."""
+        attempts = len(self._settle_delays) + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                await operation()
+                return True
+            except AzureError as exc:
+                if not is_transient(exc):  # e.g. 404: the lease passed or the message is gone; retrying cannot help
+                    logger.warning("Queue '%s': could not %s (message %s): %s", self.queue_name, what, message.id, exc)
+                    return False
+                if attempt == attempts:
+                    logger.warning(
+                        "Queue '%s': could not %s (message %s) after %d attempts: %s. It becomes visible again "
+                        "when its %d s receive lease ends.",
+                        self.queue_name,
+                        what,
+                        message.id,
+                        attempts,
+                        exc,
+                        RECEIVE_VISIBILITY_TIMEOUT,
+                    )
+                    return False
+                delay = self._settle_delays[attempt - 1]
+                logger.info(
+                    "Queue '%s': could not %s (message %s): %s; retrying in %g s",
+                    self.queue_name,
+                    what,
+                    message.id,
+                    exc,
+                    delay,
                 )
-        except AzureError as exc:
-            logger.warning("Queue '%s': could not settle message %s: %s", self.queue_name, message.id, exc)
+                await asyncio.sleep(delay)
+        return False
 
     async def _to_poison(self, message: QueueMessage) -> None:
         """Copy the message text unchanged (same encoding) to the poison queue, then delete it."""
@@ -238,6 +324,14 @@ class QueueListener:
             self._options.max_dequeue_count,
             poison_name,
         )
-        await create_if_missing(self._poison)
-        await self._poison.send_message(message.content)
-        await self._client.delete_message(message.id, message.pop_receipt)
+
+        async def copy() -> None:
+            await create_if_missing(self._poison)
+            await self._poison.send_message(message.content, retry_total=0)
+
+        if await self._settle(message, f"copy it to '{poison_name}'", copy):
+            await self._settle(
+                message,
+                "delete it",
+                lambda: self._client.delete_message(message.id, message.pop_receipt, retry_total=0),
+            )

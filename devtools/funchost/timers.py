@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from azure.functions.timer import TimerRequest
 from croniter import croniter
 
+from devtools.funchost.bindings import decode_timer_request, timer_datum
 from devtools.funchost.config import ConfigError, parse_timespan
 from devtools.funchost.indexing import FunctionInfo
 from devtools.funchost.invoke import REASON_HOST_API, Invoker
@@ -210,10 +210,12 @@ class TimerRunner:
             started = datetime.now(UTC)
             past_due = not manual and started - scheduled > self._tolerance
             upcoming = self.schedule.next_after(max(started, scheduled))
-            request = TimerRequest(
-                past_due=past_due,
-                schedule_status={"Last": _iso(self._last), "Next": _iso(upcoming), "LastUpdated": _iso(started)},
-                schedule={"AdjustForDST": True},
+            request = decode_timer_request(
+                timer_datum(
+                    past_due=past_due,
+                    schedule_status={"Last": _iso(self._last), "Next": _iso(upcoming), "LastUpdated": _iso(started)},
+                    schedule={"AdjustForDST": True},
+                )
             )
             with contextlib.suppress(Exception):  # logged by the invoker; a timer just waits for next time
                 await self._invoker.invoke(self.function, request, reason=reason)

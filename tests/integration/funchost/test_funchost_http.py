@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -53,7 +56,7 @@ def test_route_parameters_reach_a_real_http_request(client: httpx.Client) -> Non
     assert body["header"] == "yes"
     assert body["method"] == "GET"
     assert body["url"].endswith("/sample/hello/Ada?x=1")
-    assert body["request_type"] == "azure.functions._http.HttpRequest"
+    assert body["request_type"] == "azure.functions.http.HttpRequest"  # what HttpRequestConverter makes
     assert body["function_name"] == "hello"
     assert re.fullmatch(r"[0-9a-f-]{36}", body["invocation_id"])
 
@@ -149,3 +152,40 @@ def test_sample_app_dir_is_unchanged(harness: FuncHostProcess) -> None:
         "function_app.py",
         "host.json",
     ]
+
+
+def _peak_rss_kib(pid: int) -> int:
+    """The process's peak resident set (VmHWM) so far, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def _post_oversized_body(port: int, declared: int, send: int) -> bytes:
+    """POST declaring ``declared`` bytes and streaming up to ``send`` of them until the server stops
+    taking them; returns the start of the answer (empty if the connection was reset)."""
+    chunk = b"x" * (1 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST /sample/ping HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n".encode())
+        with contextlib.suppress(OSError):
+            for _ in range(send // len(chunk)):
+                sock.sendall(chunk)
+        try:
+            return sock.recv(64)
+        except OSError:
+            return b""
+
+
+def test_bodies_declared_over_the_limit_do_not_grow_the_process(harness: FuncHostProcess) -> None:
+    """Four concurrent POSTs declaring 200 MB (over the 100 MB default) that really stream 120 MB each: the
+    harness refuses them by Content-Length and keeps none of it, so its peak RSS barely moves (buffering up
+    to the limit first would add ~400 MB)."""
+    port = int(harness.base_url.rsplit(":", 1)[1])
+    before = _peak_rss_kib(harness.process.pid)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: _post_oversized_body(port, 200_000_000, 120 << 20), range(4)))
+    grown_mib = (_peak_rss_kib(harness.process.pid) - before) / 1024
+    assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB"
+    assert any(answer.startswith(b"HTTP/1.1 413 ") for answer in answers), answers
+    assert httpx.get(f"{harness.base_url}/sample/ping").text == "pong"  # still serving

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import uuid
 from pathlib import Path
 
 import azure.functions as func
@@ -12,10 +13,13 @@ import pytest
 
 from devtools.azurite import Azurite
 from devtools.funchost import FuncHost
+from devtools.graphsim.client import SimControl
 from tests.fixtures.funchost import FuncHostLauncher
+from tests.fixtures.graphsim import GRAPHSIM_TOKEN, GraphSimServer
 from tests.integration.funchost._support import SAMPLE_APP, YEARLY, records, wait_for
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_sigterm_stops_cleanly_after_the_run_in_flight(
@@ -105,3 +109,36 @@ async def test_in_process_host_serves_inside_the_test_loop(tmp_path: Path) -> No
         finally:
             await host.stop()
         assert host.state == "Stopped"
+
+
+def test_sigterm_closes_the_apps_clients_after_the_last_invocation(
+    funchost_factory: FuncHostLauncher,
+    storage_connection_string: str,
+    graphsim_server: GraphSimServer,
+    graphsim: SimControl,
+) -> None:
+    """The real app under the harness: a request builds its Storage and Graph clients; at SIGTERM the
+    harness drains, then runs the app's close hook (function_app.on_shutdown) on the same loop, so
+    nothing is reported unclosed when the process ends, and it exits 0."""
+    user = graphsim.users()[0]
+    env = {
+        "AzureWebJobsStorage": storage_connection_string,
+        "STORAGE_TABLE_PREFIX": "c" + uuid.uuid4().hex[:12],
+        "GRAPH_BASE_URL": graphsim_server.base_url,
+        "GRAPH_AUTH_MODE": "static_token",
+        "GRAPH_STATIC_TOKEN": GRAPHSIM_TOKEN,
+        "SUBSCRIPTION_RENEWAL_SCHEDULE": YEARLY,
+        "MAINTENANCE_SCHEDULE": YEARLY,
+    }
+    harness = funchost_factory(ROOT, env)
+    response = httpx.get(
+        f"{harness.base_url}/api/users/{user['id']}", headers={"x-functions-key": harness.function_key}, timeout=30
+    )
+    assert response.status_code == 200
+    harness.send_signal(signal.SIGTERM)
+    assert harness.process.wait(timeout=30) == 0
+    output = harness.output
+    assert "funchost stopped" in output
+    assert "Unclosed client session" not in output
+    assert "Unclosed connector" not in output
+    assert "close hook" not in output  # neither timed out nor failed
