@@ -87,6 +87,7 @@ def _webhook(operation_id: str, summary: str) -> dict[str, Any]:
                 "200": {"description": "handshake", "content": {"text/plain": {"schema": {"type": "string"}}}},
                 "202": _json({"$ref": "#/components/schemas/Accepted"}, "every accepted item was persisted"),
                 "400": _json(_ERROR, "not a notification body, or a bad validation token"),
+                "413": _json(_ERROR, "the body is over WEBHOOK_MAX_BODY_BYTES (refused by Content-Length)"),
                 "503": _json(_ERROR, "could not persist; Graph retries", _RETRY_AFTER),
             },
         }
@@ -154,7 +155,7 @@ def openapi_document() -> dict[str, Any]:
                             "name": "cursor",
                             "in": "query",
                             "description": "next_cursor of the previous page (opaque)",
-                            "schema": {"type": "string", "maxLength": MAX_CURSOR},
+                            "schema": {"type": "string", "maxLength": MAX_CURSOR, "pattern": "^[A-Za-z0-9_-]+$"},
                         },
                         {
                             "name": "fields",

@@ -96,8 +96,8 @@ def test_validation_handshake_echoes_the_token_as_plain_text(app: RunningApp) ->
         assert response.text == token
 
 
-def test_hostile_bodies_are_400_and_nothing_is_queued(app: RunningApp) -> None:
-    """Non-JSON, wrong shapes, deep nesting, oversized bodies and 10,000 items are 400s; none is a 5xx."""
+def test_hostile_bodies_are_4xx_and_nothing_is_queued(app: RunningApp) -> None:
+    """Non-JSON, wrong shapes, deep nesting and 10,000 items are 400s, an oversized body 413; none is a 5xx."""
     url = f"{app.host.base_url}/api/notifications"
     item = {"subscriptionId": "x", "clientState": "y", "changeType": "updated", "resource": "Users/1"}
     bodies: list[bytes] = [
@@ -108,12 +108,15 @@ def test_hostile_bodies_are_400_and_nothing_is_queued(app: RunningApp) -> None:
         b'{"value": "x"}',
         b"[" * 100_000,
         json.dumps({"value": [item] * 10_000}).encode(),
-        b'{"value": [' + b'"' + b"a" * (2 * 1024 * 1024) + b'"]}',
     ]
     for body in bodies:
         response = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=30)
         assert response.status_code == 400, (body[:40], response.status_code)
         assert response.json()["error"]["code"] == "invalid_request"
+    oversized = b'{"value": [' + b'"' + b"a" * (2 * 1024 * 1024) + b'"]}'
+    response = httpx.post(url, content=oversized, headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
     assert drain_queue(app, "graph-notifications") == []
 
 
