@@ -20,7 +20,7 @@ import hashlib
 import inspect
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -39,10 +39,18 @@ _T = TypeVar("_T")
 
 def is_outage(error: BaseException) -> bool:
     """True when ``error`` says Storage did not answer properly; False for answers about data."""
-    from azure.core.exceptions import AzureError, HttpResponseError
+    from azure.core.exceptions import (
+        AzureError,
+        HttpResponseError,
+        ResourceExistsError,
+        ResourceModifiedError,
+        ResourceNotFoundError,
+    )
 
     if isinstance(error, StorageUnavailableError):
         return True
+    if isinstance(error, ResourceNotFoundError | ResourceExistsError | ResourceModifiedError):
+        return False
     if isinstance(error, HttpResponseError):
         status = error.status_code
         return status is None or status >= 500 or status in (401, 403, 408, 429)
@@ -58,17 +66,24 @@ def unavailable(operation: str, error: BaseException) -> StorageUnavailableError
     return StorageUnavailableError(f"storage {operation} failed: {detail}")
 
 
-@contextlib.asynccontextmanager
-async def storage_call(operation: str, timeout: float | None = None) -> AsyncIterator[None]:
-    """Run a block of Storage calls within ``timeout``; an outage or an expired deadline raises
-    ``StorageUnavailableError`` (answers about data pass through unchanged)."""
+@contextlib.contextmanager
+def translated(operation: str) -> Iterator[None]:
+    """An outage raised in the block leaves it as ``StorageUnavailableError``; anything else unchanged."""
     try:
-        async with asyncio.timeout(timeout):
-            yield
+        yield
     except Exception as error:
         if is_outage(error):
             raise unavailable(operation, error) from error
         raise
+
+
+@contextlib.asynccontextmanager
+async def storage_call(operation: str, timeout: float | None = None) -> AsyncIterator[None]:
+    """Run a block of Storage calls within ``timeout``; an outage or an expired deadline raises
+    ``StorageUnavailableError`` (answers about data pass through unchanged)."""
+    with translated(operation):
+        async with asyncio.timeout(timeout):
+            yield
 
 
 @dataclass(frozen=True)
@@ -96,9 +111,6 @@ class OutageWait:
                 delay = min(delay * 2, self.max_delay)
 
 
-NO_WAIT = OutageWait(budget_seconds=0.0)
-
-
 class _GuardedPages:
     """An SDK async pager whose iteration failures are translated like every other call."""
 
@@ -110,14 +122,8 @@ class _GuardedPages:
         return self
 
     async def __anext__(self) -> Any:
-        try:
+        with translated(self._operation):
             return await self._pages.__anext__()
-        except StopAsyncIteration:
-            raise
-        except Exception as error:
-            if is_outage(error):
-                raise unavailable(self._operation, error) from error
-            raise
 
 
 class GuardedClient:
@@ -129,11 +135,6 @@ class GuardedClient:
         self._client = client
         self._name = name
 
-    @property
-    def wrapped(self) -> Any:
-        """The SDK client itself (tests, and code that must see the raw type)."""
-        return self._client
-
     def __getattr__(self, attribute: str) -> Any:
         value = getattr(self._client, attribute)
         if not callable(value):
@@ -142,12 +143,8 @@ class GuardedClient:
 
         @functools.wraps(value)
         def call(*args: Any, **kwargs: Any) -> Any:
-            try:
+            with translated(operation):
                 result = value(*args, **kwargs)
-            except Exception as error:
-                if is_outage(error):
-                    raise unavailable(operation, error) from error
-                raise
             if inspect.isawaitable(result):
                 return _guarded_await(result, operation)
             if hasattr(result, "__anext__"):
@@ -158,12 +155,8 @@ class GuardedClient:
 
 
 async def _guarded_await(awaitable: Awaitable[_T], operation: str) -> _T:
-    try:
+    with translated(operation):
         return await awaitable
-    except Exception as error:
-        if is_outage(error):
-            raise unavailable(operation, error) from error
-        raise
 
 
 def guard(client: _T, name: str) -> _T:
