@@ -168,7 +168,8 @@ class WebhookSenders:
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=WEBHOOK_TIMEOUT_S + 5)
+            if thread.is_alive():
+                thread.join(timeout=WEBHOOK_TIMEOUT_S + 5)
 
     def pending(self) -> int:
         with self._lock:
@@ -289,7 +290,8 @@ class EventCollector:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=15)
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)
         self._client.close()
 
     def snapshot(self) -> list[SeenEvent]:
