@@ -108,8 +108,10 @@ class StorageUnavailableError(UnavailableError):
 
     code = "storage_unavailable"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, ambiguous: bool = False) -> None:
         super().__init__(message, retry_after=retry_after, service="storage")
+        # The request was sent but no answer came back: Storage may have carried it out.
+        self.ambiguous = ambiguous
 
 
 class CircuitOpenError(TransientError):

@@ -61,9 +61,12 @@ def unavailable(operation: str, error: BaseException) -> StorageUnavailableError
     """The one error for an outage; names the operation and the SDK's class, never a URL or key."""
     if isinstance(error, StorageUnavailableError):
         return error
+    from azure.core.exceptions import ServiceResponseError
+
     status = getattr(error, "status_code", None)
     detail = f"{type(error).__name__}" + (f" {status}" if status else "")
-    return StorageUnavailableError(f"storage {operation} failed: {detail}")
+    sent = isinstance(error, ServiceResponseError | TimeoutError)  # the request went out; its answer did not come
+    return StorageUnavailableError(f"storage {operation} failed: {detail}", ambiguous=sent)
 
 
 @contextlib.contextmanager

@@ -6,10 +6,12 @@ makes it run again for notifications still in flight.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from shared.errors import StorageUnavailableError
 from shared.events.bus import EventBus
 from shared.events.model import Event
 from shared.storage import QUEUE_MESSAGE_MAX_TEXT_BYTES, Queues
@@ -95,7 +97,23 @@ class EventForwarder:
         if len(text.encode("utf-8")) > QUEUE_MESSAGE_MAX_TEXT_BYTES:
             log.warning("forwarding %s %s without its data: too large for one message", event.type, event.id)
             text = replace(event, data=None).to_json()
-        await (await self._queues.get(self.config.queue)).send_message(text)
+        queue = await self._queues.get(self.config.queue)
+        try:
+            # No SDK retry after a lost answer: it would repeat the send unseen. The caller retries it
+            # knowingly, and a send whose outcome is unknown is logged: it is the only way a consumer can
+            # get an event twice (README, "Delivery guarantee").
+            await queue.send_message(text, retry_read=0)
+        except StorageUnavailableError as error:
+            if error.ambiguous:
+                _outcome_unknown(event, error.message)
+            raise
+        except asyncio.CancelledError:
+            _outcome_unknown(event, "the send was cancelled (handler timeout or shutdown)")
+            raise
+
+
+def _outcome_unknown(event: Event, why: str) -> None:
+    log.warning("forward outcome unknown for %s %s: %s; a retry may deliver it twice", event.type, event.id, why)
 
 
 def register_builtin_handlers(

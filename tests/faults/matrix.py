@@ -54,6 +54,8 @@ TIMERS = ("sweep", "renew_subscriptions")
 STARTUP_RUNS = {"renew_subscriptions": 1}  # run_on_startup timers
 USER_X_CACHE_DURING_OUTAGE = frozenset({"bypass", "miss", "hit-l1", "stale"})
 _EXECUTED = re.compile(r"Executed 'Functions\.(?P<name>\w+)' \((?P<outcome>Succeeded|Failed)")
+# The app logs every forward whose send went out but whose answer was lost (README, "Delivery guarantee").
+_OUTCOME_UNKNOWN = re.compile(r"forward outcome unknown for \S+ (?P<id>[0-9a-f]+):")
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class CellResult:
     lost: int = 0
     duplicates: int = 0
     duplicated_event_ids: int = 0
+    unknown_outcome_sends: int = 0  # sends the app logged as "outcome unknown": the only allowed source
+    unexplained_duplicates: int = 0  # copies of events with no such send logged: a broken guarantee
     max_delay_s: float | None = None
     delay_bound_s: float = 0.0
     poisoned_messages: int | None = None
@@ -532,6 +536,9 @@ class CellRun:
         result.lost = sum(1 for m in acked if m not in first_seen)
         result.duplicates = sum(n - 1 for n in per_event_id.values() if n > 1)
         result.duplicated_event_ids = sum(1 for n in per_event_id.values() if n > 1)
+        unknown = Counter(m["id"] for m in _OUTCOME_UNKNOWN.finditer(self.host.output if self.host else ""))
+        result.unknown_outcome_sends = sum(unknown.values())
+        result.unexplained_duplicates = sum(max(0, n - 1 - unknown[i]) for i, n in per_event_id.items() if n > 1)
         delays = [first_seen[m] - at for m, at in acked.items() if m in first_seen]
         result.max_delay_s = round(max(delays), 1) if delays else None
         result.delay_bound_s = round(self.outage.actual_s + DELAY_SLACK_S, 1)
@@ -557,8 +564,11 @@ class CellRun:
                 f"+ {DELAY_SLACK_S:g} s + 5 s); {result.notifications_left_at_end} messages still in "
                 f"{NOTIFICATIONS_QUEUE}, {result.poisoned_messages} in its poison queue"
             )
-        if result.duplicates:
-            out.append(f"{result.duplicates} duplicate events ({result.duplicated_event_ids} event ids)")
+        if result.unexplained_duplicates:
+            out.append(
+                f"{result.unexplained_duplicates} duplicate events with no 'forward outcome unknown' logged "
+                f"({result.duplicates} duplicates in all, {result.duplicated_event_ids} event ids)"
+            )
         if result.max_delay_s is not None and result.max_delay_s > result.delay_bound_s:
             out.append(f"max ack-to-event delay {result.max_delay_s} s > {result.delay_bound_s} s")
         out += self._api_violations(during, fail_closed)
@@ -646,8 +656,8 @@ def _short(counts: dict[str, int] | None) -> str:
 def table(results: list[CellResult]) -> str:
     """A Markdown table of the cells, as docs/reliability.md shows it."""
     head = (
-        "| cell | webhook | users (outage) | health (outage) | 500s | lost | dup | max delay / bound (s) "
-        "| timers after | result |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| cell | webhook | users (outage) | health (outage) | 500s | lost | dup (unknown sends) "
+        "| max delay / bound (s) | timers after | result |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [head]
     for r in results:
@@ -657,7 +667,8 @@ def table(results: list[CellResult]) -> str:
         verdict = "PASS" if not r.violations else f"FAIL ({len(r.violations)})"
         rows.append(
             f"| {r.cell} | {_short(r.statuses.get('webhook'))} | {_short(r.statuses_during_outage.get('users'))} "
-            f"| {_short(r.statuses_during_outage.get('health'))} | {five} | {r.lost}/{r.items_acked} | {r.duplicates} "
+            f"| {_short(r.statuses_during_outage.get('health'))} | {five} | {r.lost}/{r.items_acked} "
+            f"| {r.duplicates} ({r.unknown_outcome_sends}) "
             f"| {delay} / {r.delay_bound_s:g} | {timers} | {verdict} |"
         )
     return "\n".join(rows)

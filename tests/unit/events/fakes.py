@@ -17,7 +17,7 @@ class FakeQueue:
         self.sent = sent
         self.fail = fail
 
-    async def send_message(self, content: str) -> None:
+    async def send_message(self, content: str, **options: object) -> None:
         if self.fail:
             raise ServiceRequestError("connection refused")
         self.sent.append(content)

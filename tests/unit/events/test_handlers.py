@@ -8,7 +8,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
+from shared.errors import StorageUnavailableError
 from shared.events.bus import EventBus
 from shared.events.handlers import (
     CACHE_MESSAGES_HANDLER,
@@ -19,6 +21,7 @@ from shared.events.handlers import (
     register_builtin_handlers,
 )
 from shared.events.model import Event
+from shared.storage import guard
 from tests.unit.events.fakes import FakeQueues
 from tests.unit.events.samples import make_event
 
@@ -108,3 +111,41 @@ async def test_oversized_enrichment_is_forwarded_without_data() -> None:
     queues = FakeQueues()
     await EventForwarder(queues, ForwardingConfig(enrich=True), enrich)(make_event())  # type: ignore[arg-type]
     assert json.loads(queues.sent["graph-events"][0])["data"] is None
+
+
+class _LostAnswerQueue:
+    """A queue whose send fails the way Storage fails: before sending, or after (the answer was lost)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.options: list[dict[str, object]] = []
+
+    async def send_message(self, content: str, **options: object) -> None:
+        self.options.append(options)
+        raise self.error
+
+
+class _OneQueue:
+    def __init__(self, queue: object) -> None:
+        self.queue = queue
+
+    async def get(self, name: str) -> object:
+        return guard(self.queue, name)
+
+
+@pytest.mark.parametrize(
+    ("error", "unknown"), [(ServiceResponseError("reset after send"), True), (ServiceRequestError("refused"), False)]
+)
+async def test_a_send_whose_outcome_is_unknown_is_logged_and_not_retried_by_the_sdk(
+    error: Exception, unknown: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The only way a consumer can see an event twice is a send whose answer was lost: the SDK must not
+    repeat it silently (retry_read=0), and the app logs it so duplicates can be accounted for."""
+    queue = _LostAnswerQueue(error)
+    forwarder = EventForwarder(_OneQueue(queue), ForwardingConfig(queue="graph-events"))  # type: ignore[arg-type]
+    event = make_event("messages.created")
+    with pytest.raises(StorageUnavailableError):
+        await forwarder(event)
+    assert queue.options == [{"retry_read": 0}]
+    assert ("forward outcome unknown" in caplog.text) is unknown
+    assert (event.id in caplog.text) is unknown
