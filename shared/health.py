@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shared import __version__
-from shared.services import QUEUE_SERVICE, TABLE_SERVICE, Registry, settings
 from shared.telemetry import get_logger
 
 log = get_logger("health")
@@ -25,21 +24,24 @@ async def _probe(name: str, call: Callable[[], Awaitable[Any]], timeout: float) 
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
-async def check_health(registry: Registry) -> tuple[int, dict[str, Any]]:
-    """Probe Table and Queue storage concurrently; 200 when both answer, else 503."""
-    current = settings()
-    timeout = current.health_probe_timeout_seconds
-    tables = await registry.get(TABLE_SERVICE)
-    queues = await registry.get(QUEUE_SERVICE)
+async def check_health(
+    table_properties: Callable[[], Awaitable[Any]],
+    queue_properties: Callable[[], Awaitable[Any]],
+    *,
+    timeout: float,
+    graph_mode: str,
+) -> tuple[int, dict[str, Any]]:
+    """Probe Table and Queue storage concurrently (a service-properties read each); 200 when both
+    answer, else 503."""
     table_check, queue_check = await asyncio.gather(
-        _probe("table", tables.get_service_properties, timeout),
-        _probe("queue", queues.get_service_properties, timeout),
+        _probe("table", table_properties, timeout),
+        _probe("queue", queue_properties, timeout),
     )
     healthy = table_check["ok"] and queue_check["ok"]
     body = {
         "status": "healthy" if healthy else "unhealthy",
         "version": __version__,
-        "graph_mode": current.graph_mode,
+        "graph_mode": graph_mode,
         "checks": {"table_storage": table_check, "queue_storage": queue_check},
     }
     return (200 if healthy else 503), body

@@ -1,25 +1,18 @@
-"""The one place where results and errors become HTTP responses.
-
-Triggers call ``run_http``: it tags logs with the invocation, turns every
-``AppError`` into the API's single error shape ``{"error": {"code", "message"}}`` with the right status
-(and ``Retry-After`` for transient failures), and turns anything unexpected into a 500 without a stack
-trace in the body (the trace goes to the log).
+"""The one place where results and errors become HTTP responses: JSON bodies, and every ``AppError``
+mapped onto the API's single error shape ``{"error": {"code", "message"}}`` with the right status (and
+``Retry-After`` for transient failures). ``shared/invocation.py`` applies it around every HTTP trigger.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import azure.functions as func
 
 from shared import errors
-from shared.telemetry import configure_logging, get_logger, invocation_scope
-
-log = get_logger("http")
 
 JSON = "application/json"
 
@@ -59,41 +52,3 @@ def response_for(error: errors.AppError) -> func.HttpResponse:
     if isinstance(error, errors.ConfigurationError):
         return error_response(500, error.code, "the service is misconfigured")
     return error_response(500, "internal_error", "unexpected error")
-
-
-async def run_http(
-    name: str, context: func.Context, handler: Callable[[], Awaitable[func.HttpResponse]]
-) -> func.HttpResponse:
-    """Run one HTTP invocation's handler with log correlation and the app's error mapping."""
-    with invocation_scope(context.invocation_id, name):
-        try:
-            configure_logging_once()
-            return await handler()
-        except errors.AppError as error:
-            level = logging.WARNING if isinstance(error, _SERVER_SIDE) else logging.INFO
-            log.log(level, "%s failed: %s (%s)", name, error.code, error.message)
-            return response_for(error)
-        except Exception:
-            log.exception("%s failed unexpectedly", name)
-            return error_response(500, "internal_error", "unexpected error")
-
-
-_SERVER_SIDE = (errors.UpstreamError, errors.ConfigurationError)
-_logging_configured = False
-
-
-def configure_logging_once() -> None:
-    """Apply the logging settings (and Azure Monitor export, when configured) on the process's first
-    invocation, not at import."""
-    global _logging_configured
-    if not _logging_configured:
-        from shared.services import settings
-
-        current = settings()
-        configure_logging(current.log_level, current.log_format)
-        if current.applicationinsights_connection_string is not None:
-            from shared.services import registry
-            from shared.status import start_telemetry
-
-            start_telemetry(current.applicationinsights_connection_string.reveal(), registry)
-        _logging_configured = True

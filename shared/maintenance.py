@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
-from shared.http import configure_logging_once
-from shared.services import CACHE, TABLES, registry
-from shared.telemetry import get_logger, invocation_scope
+from shared.telemetry import get_logger
 
 log = get_logger("maintenance")
 
 
-async def run_sweep(invocation_id: str) -> tuple[int, int]:
-    """One sweep; returns (cache rows, dedupe markers) removed. Each part runs even if the other fails;
-    a failure is raised afterwards, and the next tick retries."""
-    from shared.events.dedupe import DedupeStore
-
-    with invocation_scope(invocation_id, "sweep"):
-        configure_logging_once()
-        outcomes = await asyncio.gather(
-            (await registry.get(CACHE)).sweep_expired(),
-            DedupeStore(await registry.get(TABLES)).sweep(),
-            return_exceptions=True,
-        )
-        log.info("sweep: removed %s expired cache rows and %s dedupe markers", *outcomes)
-        cache_rows, markers = outcomes
-        if isinstance(cache_rows, BaseException):
-            raise cache_rows
-        if isinstance(markers, BaseException):
-            raise markers
-        return cache_rows, markers
+async def run_sweep(sweep_cache: Callable[[], Awaitable[int]], sweep_dedupe: Callable[[], Awaitable[int]]) -> None:
+    """One sweep of expired cache rows and old dedupe markers. Each part runs even if the other fails; a
+    failure is raised afterwards, and the next tick retries."""
+    outcomes = await asyncio.gather(sweep_cache(), sweep_dedupe(), return_exceptions=True)
+    log.info("sweep: removed %s expired cache rows and %s dedupe markers", *outcomes)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome

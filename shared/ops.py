@@ -35,7 +35,7 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from shared.errors import AppError
-from shared.services import BREAKERS, CACHE, QUEUES, SUBSCRIPTIONS, Registry, registry
+from shared.services import BREAKERS, CACHE, QUEUES, SUBSCRIPTIONS, Registry, registry, status_sources
 from shared.status import KNOWN_BREAKERS, WORK_QUEUES, build_status, subscriptions_section
 
 OK, NOT_FOUND, FAILED = 0, 1, 2
@@ -77,10 +77,10 @@ def parser() -> argparse.ArgumentParser:
 async def execute(args: argparse.Namespace, services: Registry) -> tuple[int, Any]:
     """Run one parsed command against ``services``; (exit status, JSON-ready result)."""
     if args.command == "status":
-        document = await build_status(services, include_process=False)
+        document = await build_status(status_sources(services), include_process=False)
         return (FAILED if document["errors"] else OK), document
     if args.command == "subscriptions":
-        return OK, await subscriptions_section(services)
+        return OK, await subscriptions_section(status_sources(services))
     if args.command == "renew":
         return await _renew(services, args.subscription_id)
     if args.command == "breaker":

@@ -26,15 +26,17 @@ if TYPE_CHECKING:
 
     from shared.api.users import DirectoryApi, GraphReads
     from shared.cache import CacheManager, CachePolicy
+    from shared.events.dedupe import DedupeStore
     from shared.events.dispatch import ExactlyOnceDispatcher
     from shared.events.lifecycle import LifecycleProcessor, LifecycleReactions
     from shared.events.model import Event
     from shared.events.processor import NotificationProcessor
-    from shared.events.subscriptions_registry import SubscriptionRegistry
+    from shared.events.subscriptions_registry import SubscriptionRecord, SubscriptionRegistry
     from shared.events.webhook import NotificationWebhook
     from shared.graph.gateway import GraphGateway
     from shared.resilience.breaker import BreakerPolicy, BreakerRegistry
     from shared.resilience.retry import RetryPolicy
+    from shared.status import StatusSources
     from shared.subscriptions.service import SubscriptionService
 
 T = TypeVar("T")
@@ -336,12 +338,11 @@ async def _make_dispatcher() -> ExactlyOnceDispatcher:
     """The event bus with the built-in handlers, behind per-handler dedupe markers."""
     from shared.api.users import CacheInvalidationAdapter, enrich_event
     from shared.events.bus import EventBus
-    from shared.events.dedupe import DedupeStore
     from shared.events.dispatch import ExactlyOnceDispatcher
     from shared.events.handlers import EventForwarder, ForwardingConfig, register_builtin_handlers
 
     current = settings()
-    tables, queues = await registry.get(TABLES), await registry.get(QUEUES)
+    queues = await registry.get(QUEUES)
     # With enrichment a handler makes a whole logical Graph call, retries included: give it that long.
     handler_timeout = current.retry_budget_seconds + current.graph_timeout_seconds if current.forward_enrich else 10.0
     bus = EventBus(default_timeout=handler_timeout)
@@ -356,7 +357,13 @@ async def _make_dispatcher() -> ExactlyOnceDispatcher:
         cache=CacheInvalidationAdapter(await registry.get(CACHE)),
         forwarder=EventForwarder(queues, forwarding, enricher if current.forward_enrich else None),
     )
-    return ExactlyOnceDispatcher(bus, DedupeStore(tables))
+    return ExactlyOnceDispatcher(bus, await registry.get(DEDUPE))
+
+
+async def _make_dedupe() -> DedupeStore:
+    from shared.events.dedupe import DedupeStore
+
+    return DedupeStore(await registry.get(TABLES))
 
 
 async def _make_processor() -> NotificationProcessor:
@@ -373,6 +380,7 @@ async def _make_lifecycle_processor() -> LifecycleProcessor:
 
 SUBSCRIPTION_REGISTRY: Service[SubscriptionRegistry] = Service("subscription_registry", _make_subscription_registry)
 WEBHOOK: Service[NotificationWebhook] = Service("webhook", _make_webhook)
+DEDUPE: Service[DedupeStore] = Service("dedupe", _make_dedupe)
 DISPATCHER: Service[ExactlyOnceDispatcher] = Service("dispatcher", _make_dispatcher)
 PROCESSOR: Service[NotificationProcessor] = Service("processor", _make_processor)
 LIFECYCLE_PROCESSOR: Service[LifecycleProcessor] = Service("lifecycle_processor", _make_lifecycle_processor)
@@ -426,3 +434,49 @@ async def _make_subscription_reactions() -> LifecycleReactions:
 SUBSCRIPTIONS: Service[SubscriptionService] = Service("subscriptions", _make_subscriptions)
 # The lifecycle processor's reactions are the subscription service (a Protocol view of it).
 LIFECYCLE_REACTIONS: Service[LifecycleReactions] = Service("lifecycle_reactions", _make_subscription_reactions)
+
+
+# --- What operator views read (built from the registry, never by the features themselves) -----------
+
+
+def subscription_records(services: Registry) -> Callable[[], Awaitable[list[SubscriptionRecord]]]:
+    """A getter of every subscription record (status page, expiry gauge)."""
+
+    async def records() -> list[SubscriptionRecord]:
+        return await (await services.get(SUBSCRIPTION_REGISTRY)).list_all()
+
+    return records
+
+
+def status_sources(services: Registry) -> StatusSources:
+    """Where the status document reads each section, for this registry (the app's, or the ops CLI's)."""
+    from shared.status import StatusSources
+
+    async def breakers() -> BreakerRegistry:
+        return await services.get(BREAKERS)
+
+    async def queues() -> Queues:
+        return await services.get(QUEUES)
+
+    return StatusSources(
+        breakers=breakers,
+        subscriptions=subscription_records(services),
+        queues=queues,
+        cache=lambda: services.peek(CACHE),
+        graph_mode=settings().graph_mode,
+    )
+
+
+async def check_health(services: Registry) -> tuple[int, dict[str, Any]]:
+    """``/api/health`` with this registry's raw storage clients (no storage-error layer: the probe wants
+    the SDK's own error type)."""
+    from shared.health import check_health as probe
+
+    current = settings()
+    tables, queues = await services.get(TABLE_SERVICE), await services.get(QUEUE_SERVICE)
+    return await probe(
+        tables.get_service_properties,
+        queues.get_service_properties,
+        timeout=current.health_probe_timeout_seconds,
+        graph_mode=current.graph_mode,
+    )

@@ -10,16 +10,19 @@ message that could carry a secret). Subscriptions never show their ``clientState
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared import __version__, metrics
-from shared.services import BREAKERS, CACHE, QUEUES, SUBSCRIPTION_REGISTRY, Registry, settings
 from shared.telemetry import get_logger, redact
 
 if TYPE_CHECKING:  # the breaker package (and tenacity, azure.core) stays off the import path of the app
-    from shared.resilience.breaker import BreakerSnapshot
+    from shared.cache import CacheManager
+    from shared.events.subscriptions_registry import SubscriptionRecord
+    from shared.resilience.breaker import BreakerRegistry, BreakerSnapshot
+    from shared.storage import Queues
 
 T = TypeVar("T")
 log = get_logger("status")
@@ -29,6 +32,18 @@ KNOWN_BREAKERS = ("graph-directory", "graph-mail", "graph-subscriptions")
 WORK_QUEUES = ("graph-notifications", "graph-lifecycle", "graph-events")
 SECTION_TIMEOUT_SECONDS = 5.0
 MAX_ERROR_CHARS = 300
+
+
+@dataclass(frozen=True)
+class StatusSources:
+    """Where each section comes from. Getters, not instances: a section whose source cannot be built
+    (Storage down at first use) fails alone, like a section whose read fails."""
+
+    breakers: Callable[[], Awaitable[BreakerRegistry]]
+    subscriptions: Callable[[], Awaitable[Sequence[SubscriptionRecord]]]
+    queues: Callable[[], Awaitable[Queues]]
+    cache: Callable[[], CacheManager | None]  # this process's cache if it was built (never builds it)
+    graph_mode: str
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -49,15 +64,15 @@ def _breaker(snapshot: BreakerSnapshot) -> dict[str, Any]:
     }
 
 
-async def breakers_section(registry: Registry) -> list[dict[str, Any]]:
+async def breakers_section(sources: StatusSources) -> list[dict[str, Any]]:
     """Every known breaker (whether or not this instance used it yet) as the shared state row says."""
-    breakers = await registry.get(BREAKERS)
+    breakers = await sources.breakers()
     return [_breaker(await breakers.get(key).snapshot()) for key in KNOWN_BREAKERS]
 
 
-async def subscriptions_section(registry: Registry) -> list[dict[str, Any]]:
+async def subscriptions_section(sources: StatusSources) -> list[dict[str, Any]]:
     """Subscriptions by soonest expiry, without secrets; refreshes the expiry gauge's copy on the way."""
-    records = await (await registry.get(SUBSCRIPTION_REGISTRY)).list_all()
+    records = await sources.subscriptions()
     metrics.EXPIRY.update(metrics.Expiry(r.id, r.resource, r.expiration.timestamp()) for r in records)
     now = datetime.now(UTC)
     return [
@@ -74,8 +89,8 @@ async def subscriptions_section(registry: Registry) -> list[dict[str, Any]]:
     ]
 
 
-async def _queue(registry: Registry, name: str) -> dict[str, Any]:
-    queue = await (await registry.get(QUEUES)).get(name)
+async def _queue(queues: Queues, name: str) -> dict[str, Any]:
+    queue = await queues.get(name)
     properties, oldest = await asyncio.gather(queue.get_queue_properties(), queue.peek_messages(max_messages=1))
     inserted = oldest[0].inserted_on if oldest else None
     age = (datetime.now(UTC) - inserted).total_seconds() if inserted is not None else None
@@ -87,15 +102,15 @@ async def _queue(registry: Registry, name: str) -> dict[str, Any]:
     }
 
 
-async def queues_section(registry: Registry) -> list[dict[str, Any]]:
+async def queues_section(sources: StatusSources) -> list[dict[str, Any]]:
     """Approximate depth and age of the oldest message of each work queue and its poison queue."""
     names = [n for queue in WORK_QUEUES for n in (queue, f"{queue}-poison")]
-    return list(await asyncio.gather(*(_queue(registry, name) for name in names)))
+    queues = await sources.queues()
+    return list(await asyncio.gather(*(_queue(queues, name) for name in names)))
 
 
-def process_section(registry: Registry) -> dict[str, Any]:
+def process_section(cache: CacheManager | None) -> dict[str, Any]:
     """This instance's counters and statistics (in memory, no I/O)."""
-    cache = registry.peek(CACHE)
     stats = metrics.get_metric_stats()
     events = stats["events"]
     outcomes = {
@@ -126,35 +141,36 @@ async def _section(name: str, read: Callable[[], Awaitable[T]], errors: dict[str
         return None
 
 
-async def build_status(registry: Registry, *, include_process: bool = True) -> dict[str, Any]:
+async def build_status(sources: StatusSources, *, include_process: bool = True) -> dict[str, Any]:
     """The whole document; ``include_process`` False for the ops CLI, whose own process has nothing to show."""
     errors: dict[str, str] = {}
     breakers, subscriptions, queues = await asyncio.gather(
-        _section("breakers", lambda: breakers_section(registry), errors),
-        _section("subscriptions", lambda: subscriptions_section(registry), errors),
-        _section("queues", lambda: queues_section(registry), errors),
+        _section("breakers", lambda: breakers_section(sources), errors),
+        _section("subscriptions", lambda: subscriptions_section(sources), errors),
+        _section("queues", lambda: queues_section(sources), errors),
     )
-    current = settings()
     document: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(),
         "version": __version__,
-        "graph_mode": current.graph_mode,
+        "graph_mode": sources.graph_mode,
         "breakers": breakers,
         "subscriptions": subscriptions,
         "queues": queues,
     }
     if include_process:
-        document.update(process_section(registry))
+        document.update(process_section(sources.cache()))
     document["errors"] = errors
     return document
 
 
-def start_telemetry(connection_string: str, registry: Registry) -> None:
-    """Export to Azure Monitor and let the expiry gauge re-read the registry (call from a running loop)."""
+def start_telemetry(
+    connection_string: str, subscriptions: Callable[[], Awaitable[Sequence[SubscriptionRecord]]]
+) -> None:
+    """Export to Azure Monitor and let the expiry gauge re-read the subscriptions (call from a running
+    loop)."""
     metrics.configure_azure_monitor(connection_string)
 
     async def load() -> list[metrics.Expiry]:
-        records = await (await registry.get(SUBSCRIPTION_REGISTRY)).list_all()
-        return [metrics.Expiry(r.id, r.resource, r.expiration.timestamp()) for r in records]
+        return [metrics.Expiry(r.id, r.resource, r.expiration.timestamp()) for r in await subscriptions()]
 
     metrics.EXPIRY.watch(load, asyncio.get_running_loop())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.health import check_health
-from shared.http import json_response, run_http
+from shared.http import json_response
+from shared.invocation import run_http, run_timer
 from shared.maintenance import run_sweep
-from shared.services import registry
+from shared.services import CACHE, DEDUPE, check_health, registry
 
 bp = func.Blueprint()
 
@@ -25,4 +25,8 @@ async def health(req: func.HttpRequest, context: func.Context) -> func.HttpRespo
 @bp.function_name("sweep")
 @bp.timer_trigger(arg_name="timer", schedule="%MAINTENANCE_SCHEDULE%", use_monitor=True)
 async def sweep(timer: func.TimerRequest, context: func.Context) -> None:
-    await run_sweep(context.invocation_id)
+    async def handle() -> None:
+        cache, dedupe = await registry.get(CACHE), await registry.get(DEDUPE)
+        await run_sweep(cache.sweep_expired, dedupe.sweep)
+
+    await run_timer("sweep", context, handle)

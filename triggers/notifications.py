@@ -5,8 +5,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.events.webhook import validation_token
-from shared.http import json_response, run_http
-from shared.queue_invocation import run_queue
+from shared.http import json_response
+from shared.invocation import run_http, run_queue
 from shared.services import LIFECYCLE_PROCESSOR, PROCESSOR, WEBHOOK, registry
 
 bp = func.Blueprint()

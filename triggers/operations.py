@@ -5,15 +5,16 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.dashboard import HEADERS, page
-from shared.http import json_response, run_http
-from shared.services import registry
+from shared.http import json_response
+from shared.invocation import run_http
+from shared.services import registry, status_sources
 from shared.status import build_status
 
 bp = func.Blueprint()
 
 
 async def _status() -> func.HttpResponse:
-    return json_response(await build_status(registry), 200, {"Cache-Control": "no-store"})
+    return json_response(await build_status(status_sources(registry)), 200, {"Cache-Control": "no-store"})
 
 
 async def _dashboard() -> func.HttpResponse:

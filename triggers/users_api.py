@@ -5,7 +5,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.api import views
-from shared.http import run_http
+from shared.invocation import run_http
+from shared.services import DIRECTORY, registry, settings
 
 bp = func.Blueprint()
 
@@ -13,13 +14,19 @@ bp = func.Blueprint()
 @bp.function_name("get_user")
 @bp.route(route="users/{user_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def get_user(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return await run_http("get_user", context, lambda: views.get_user(req))
+    async def handle() -> func.HttpResponse:
+        return await views.get_user(req, await registry.get(DIRECTORY), settings().cache_user_ttl_seconds)
+
+    return await run_http("get_user", context, handle)
 
 
 @bp.function_name("list_messages")
 @bp.route(route="users/{user_id}/messages", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def list_messages(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return await run_http("list_messages", context, lambda: views.list_messages(req))
+    async def handle() -> func.HttpResponse:
+        return await views.list_messages(req, await registry.get(DIRECTORY), settings().cache_messages_ttl_seconds)
+
+    return await run_http("list_messages", context, handle)
 
 
 @bp.function_name("openapi")

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
 from shared.errors import InvalidInputError, NotFoundError
 from shared.http import json_response
-from shared.services import SUBSCRIPTIONS, registry
+
+if TYPE_CHECKING:  # the subscription service (and the Graph SDK behind it) is built on first use
+    from shared.subscriptions.service import SubscriptionService
 
 MAX_BODY = 16 * 1024
 _ID = re.compile(r"[A-Za-z0-9-]{1,100}")
@@ -43,36 +45,35 @@ def _create_body(req: func.HttpRequest) -> tuple[str, str]:
     return resource, change_type
 
 
-async def list_subscriptions(req: func.HttpRequest) -> func.HttpResponse:
-    service = await registry.get(SUBSCRIPTIONS)
+async def list_subscriptions(req: func.HttpRequest, service: SubscriptionService) -> func.HttpResponse:
     views = await service.list_subscriptions()
     return json_response({"items": [view.to_dict() for view in views]}, 200, {"Cache-Control": "no-store"})
 
 
-async def get_subscription(req: func.HttpRequest) -> func.HttpResponse:
+async def get_subscription(req: func.HttpRequest, service: SubscriptionService) -> func.HttpResponse:
     subscription_id = _subscription_id(req)
-    view = await (await registry.get(SUBSCRIPTIONS)).get_subscription(subscription_id)
+    view = await service.get_subscription(subscription_id)
     if view is None:
         raise NotFoundError("no such subscription")
     return json_response(view.to_dict(), 200, {"Cache-Control": "no-store"})
 
 
-async def create_subscription(req: func.HttpRequest) -> func.HttpResponse:
+async def create_subscription(req: func.HttpRequest, service: SubscriptionService) -> func.HttpResponse:
     resource, change_type = _create_body(req)
-    view = await (await registry.get(SUBSCRIPTIONS)).create(resource, change_type)
+    view = await service.create(resource, change_type)
     return json_response(view.to_dict(), 201)
 
 
-async def delete_subscription(req: func.HttpRequest) -> func.HttpResponse:
+async def delete_subscription(req: func.HttpRequest, service: SubscriptionService) -> func.HttpResponse:
     subscription_id = _subscription_id(req)
-    if not await (await registry.get(SUBSCRIPTIONS)).delete(subscription_id):
+    if not await service.delete(subscription_id):
         raise NotFoundError("no such subscription")
     return func.HttpResponse(status_code=204)
 
 
-async def renew_subscription(req: func.HttpRequest) -> func.HttpResponse:
+async def renew_subscription(req: func.HttpRequest, service: SubscriptionService) -> func.HttpResponse:
     subscription_id = _subscription_id(req)
-    view = await (await registry.get(SUBSCRIPTIONS)).renew_now(subscription_id)
+    view = await service.renew_now(subscription_id)
     if view is None:
         raise NotFoundError("no such subscription")
     return json_response(view.to_dict(), 200)

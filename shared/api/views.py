@@ -17,9 +17,9 @@ import azure.functions as func
 from shared.api.openapi import openapi_document
 from shared.api.params import parse_page_request, parse_user_id
 from shared.http import json_response
-from shared.services import DIRECTORY, registry, settings
 
 if TYPE_CHECKING:  # the cache package (and azure.core) is imported on first use, not with the app
+    from shared.api.users import DirectoryApi
     from shared.cache import CacheResult
 
 
@@ -45,19 +45,17 @@ def cached_response(req: func.HttpRequest, result: CacheResult[Any], fresh_for: 
     return json_response(result.value, 200, headers)
 
 
-async def get_user(req: func.HttpRequest) -> func.HttpResponse:
-    """``GET /api/users/{user_id}``."""
+async def get_user(req: func.HttpRequest, directory: DirectoryApi, fresh_for: float) -> func.HttpResponse:
+    """``GET /api/users/{user_id}``; ``fresh_for`` is the users' cache TTL (for ``Cache-Control``)."""
     user = parse_user_id(req.route_params.get("user_id"))
-    directory = await registry.get(DIRECTORY)
-    return cached_response(req, await directory.user(user), settings().cache_user_ttl_seconds)
+    return cached_response(req, await directory.user(user), fresh_for)
 
 
-async def list_messages(req: func.HttpRequest) -> func.HttpResponse:
-    """``GET /api/users/{user_id}/messages?top=&cursor=&fields=``."""
+async def list_messages(req: func.HttpRequest, directory: DirectoryApi, fresh_for: float) -> func.HttpResponse:
+    """``GET /api/users/{user_id}/messages?top=&cursor=&fields=``; ``fresh_for`` as for users."""
     user = parse_user_id(req.route_params.get("user_id"))
     page = parse_page_request(req.params)
-    directory = await registry.get(DIRECTORY)
-    return cached_response(req, await directory.messages(user, page), settings().cache_messages_ttl_seconds)
+    return cached_response(req, await directory.messages(user, page), fresh_for)
 
 
 async def openapi(req: func.HttpRequest) -> func.HttpResponse:

@@ -7,35 +7,36 @@ on every instance because reconcile and renewal are lease-guarded and idempotent
 
 from __future__ import annotations
 
-from shared.http import configure_logging_once
-from shared.services import SUBSCRIPTIONS, registry, settings
-from shared.telemetry import get_logger, invocation_scope
+from typing import TYPE_CHECKING
+
+from shared.telemetry import get_logger
+
+if TYPE_CHECKING:  # the subscription service (and the Graph SDK behind it) is built on first use
+    from shared.subscriptions.service import SubscriptionService
 
 log = get_logger("subscriptions.timer")
 
 
-async def run_renewal(invocation_id: str, *, past_due: bool) -> None:
-    with invocation_scope(invocation_id, "renew_subscriptions"):
-        configure_logging_once()
-        if past_due:
-            log.warning("subscription renewal is running late (past due): renewing whatever is due now")
-        service = await registry.get(SUBSCRIPTIONS)
-        if settings().webhook_base_url:
-            reconciled = await service.reconcile()
-            log.info(
-                "reconcile: created %d, removed %d, unchanged %d, busy %d, failed %d",
-                len(reconciled.created),
-                len(reconciled.removed),
-                len(reconciled.unchanged),
-                len(reconciled.busy),
-                len(reconciled.failed),
-            )
-        result = await service.renew_due()
+async def run_renewal(service: SubscriptionService, *, reconcile: bool, past_due: bool) -> None:
+    """One run; ``reconcile`` is False when no webhook URL is configured (nothing can be subscribed)."""
+    if past_due:
+        log.warning("subscription renewal is running late (past due): renewing whatever is due now")
+    if reconcile:
+        reconciled = await service.reconcile()
         log.info(
-            "renewal: renewed %d, recreated %d, failed %d, skipped %d, catch-ups %d",
-            result.renewed,
-            result.recreated,
-            result.failed,
-            result.skipped,
-            len(result.catchups),
+            "reconcile: created %d, removed %d, unchanged %d, busy %d, failed %d",
+            len(reconciled.created),
+            len(reconciled.removed),
+            len(reconciled.unchanged),
+            len(reconciled.busy),
+            len(reconciled.failed),
         )
+    result = await service.renew_due()
+    log.info(
+        "renewal: renewed %d, recreated %d, failed %d, skipped %d, catch-ups %d",
+        result.renewed,
+        result.recreated,
+        result.failed,
+        result.skipped,
+        len(result.catchups),
+    )

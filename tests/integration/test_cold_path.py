@@ -17,12 +17,13 @@ SCRIPT = """
 import asyncio, json, sys
 import azure.functions as func
 from shared.api import views
-from shared.services import registry
+from shared.services import DIRECTORY, registry, settings
 
 async def main():
     request = func.HttpRequest("GET", "http://x/api/users/{uid}", headers={{}}, params={{}},
                                route_params={{"user_id": "{uid}"}}, body=b"")
-    response = await views.get_user(request)
+    # What the trigger does (triggers/users_api.py): the directory from the registry, passed in.
+    response = await views.get_user(request, await registry.get(DIRECTORY), settings().cache_user_ttl_seconds)
     await registry.aclose()
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("msgraph", "msgraph_core", "kiota_http"))
     print(json.dumps({{"status": response.status_code, "x_cache": response.headers.get("X-Cache"),

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from devtools.azurite import Azurite
-from shared.health import check_health
-from shared.services import registry
+from shared.services import check_health, registry
 
 
 @pytest.fixture(name="own_azurite")

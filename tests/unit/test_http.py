@@ -9,7 +9,8 @@ import azure.functions as func
 import pytest
 
 from shared import errors
-from shared.http import response_for, run_http
+from shared.http import response_for
+from shared.invocation import run_http
 
 
 class Ctx:

@@ -8,7 +8,7 @@ import pytest
 
 from shared.events.poison import write_poison
 from shared.events.subscriptions_registry import SubscriptionRecord
-from shared.services import BREAKERS, QUEUES, SUBSCRIPTION_REGISTRY, registry
+from shared.services import BREAKERS, QUEUES, SUBSCRIPTION_REGISTRY, registry, status_sources
 from shared.settings import Secret
 from shared.status import WORK_QUEUES, build_status
 
@@ -41,7 +41,7 @@ def depth(document: dict[str, object], name: str) -> int:
 async def test_status_shows_shared_state_and_never_a_client_state(app_env: dict[str, str]) -> None:
     """An isolated breaker, two subscriptions (soonest first, with last error, no clientState), and the
     poison queue's depth growing by what was parked; no section reports an error."""
-    before = await build_status(registry)
+    before = await build_status(status_sources(registry))
     subscriptions = await registry.get(SUBSCRIPTION_REGISTRY)
     await subscriptions.upsert(record("sub-late", timedelta(days=20)))
     await subscriptions.upsert(record("sub-soon", timedelta(hours=3), status="failed", last_error="ThrottledError: x"))
@@ -50,7 +50,7 @@ async def test_status_shows_shared_state_and_never_a_client_state(app_env: dict[
     for i in range(2):
         await write_poison(queues, "graph-events", f"event-{i}", "test")
 
-    document = await build_status(registry)
+    document = await build_status(status_sources(registry))
 
     assert document["errors"] == {}
     breakers = {b["key"]: b for b in document["breakers"]}
@@ -82,7 +82,7 @@ async def test_status_reports_an_unreachable_section_instead_of_failing(
         "QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;",
     )
     await registry.reset()
-    document = await build_status(registry)
+    document = await build_status(status_sources(registry))
     assert document["errors"] == dict.fromkeys(("subscriptions", "queues"), "storage_unavailable")
     assert {b["storage"] for b in document["breakers"]} == {"unavailable"}
     assert document["subscriptions"] is None

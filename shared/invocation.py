@@ -1,0 +1,100 @@
+"""The invocation layer: what every trigger does around its work, in one place.
+
+``run_http``, ``run_queue`` and ``run_timer`` tag the logs with the invocation, bootstrap logging and
+telemetry once per process, and give each kind of trigger its failure rule: HTTP maps ``AppError`` onto
+the API's error shape (anything unexpected is a 500 without a trace in the body); queue and timer
+invocations log and re-raise, because a raised error is how they ask the host for a retry.
+
+Together with the triggers, this is where the composition root meets the features: triggers take what
+a function needs from the registry (``shared.services``) and pass it into feature code, which never
+reaches up to the registry itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import azure.functions as func
+
+from shared import errors
+from shared.http import error_response, response_for
+from shared.services import registry, settings
+from shared.telemetry import configure_logging, get_logger, invocation_scope
+
+log = get_logger("invocation")
+
+_SERVER_SIDE = (errors.UpstreamError, errors.ConfigurationError)
+_bootstrapped = False
+
+
+def bootstrap_once() -> None:
+    """Apply the logging settings (and Azure Monitor export, when configured) on the process's first
+    invocation, not at import: indexing the app must stay cheap and side-effect free."""
+    global _bootstrapped
+    if _bootstrapped:
+        return
+    current = settings()
+    configure_logging(current.log_level, current.log_format)
+    if current.applicationinsights_connection_string is not None:
+        from shared.services import subscription_records
+        from shared.status import start_telemetry
+
+        start_telemetry(current.applicationinsights_connection_string.reveal(), subscription_records(registry))
+    _bootstrapped = True
+
+
+async def run_http(
+    name: str, context: func.Context, handler: Callable[[], Awaitable[func.HttpResponse]]
+) -> func.HttpResponse:
+    """One HTTP invocation: log correlation and the app's error mapping."""
+    with invocation_scope(context.invocation_id, name):
+        try:
+            bootstrap_once()
+            return await handler()
+        except errors.AppError as error:
+            level = logging.WARNING if isinstance(error, _SERVER_SIDE) else logging.INFO
+            log.log(level, "%s failed: %s (%s)", name, error.code, error.message)
+            return response_for(error)
+        except Exception:
+            log.exception("%s failed unexpectedly", name)
+            return error_response(500, "internal_error", "unexpected error")
+
+
+async def run_queue(
+    name: str, context: func.Context, msg: func.QueueMessage, handler: Callable[[], Awaitable[object]]
+) -> None:
+    """One queue invocation; an error is logged (code and message only) and re-raised for redelivery
+    (then ``<queue>-poison`` after ``maxDequeueCount``)."""
+    with invocation_scope(context.invocation_id, name):
+        bootstrap_once()
+        try:
+            await handler()
+        except errors.AppError as error:
+            log.warning(
+                "%s: message %s attempt %s failed (%s): %s; it will be retried",
+                name,
+                msg.id,
+                msg.dequeue_count,
+                error.code,
+                error.message,
+            )
+            raise
+        except Exception:
+            log.exception("%s: message %s attempt %s failed unexpectedly", name, msg.id, msg.dequeue_count)
+            raise
+
+
+async def run_timer(name: str, context: func.Context, handler: Callable[[], Awaitable[object]]) -> None:
+    """One timer invocation; a failure is logged and re-raised (the host records it; the next tick
+    tries again)."""
+    with invocation_scope(context.invocation_id, name):
+        bootstrap_once()
+        try:
+            await handler()
+        except errors.AppError as error:
+            log.warning("%s failed (%s): %s; the next run retries", name, error.code, error.message)
+            raise
+        except Exception:
+            log.exception("%s failed unexpectedly", name)
+            raise
