@@ -52,7 +52,7 @@ from bench._stack import (
 from bench.report import machine, write_section
 from devtools.graphsim.seed import TENANT_ID
 from shared.events.subscriptions_registry import SubscriptionRecord, SubscriptionRegistry
-from shared.settings import Secret
+from shared.secret import Secret
 from shared.storage import Tables
 
 SENDERS = 50

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from devtools.azurite import ROOT, Azurite, free_port
 from devtools.processes import stop_process
-from shared.settings import is_loopback_url
+from shared.setting_specs import is_loopback_url
 
 REAL_GRAPH_MODES = {"client_secret", "certificate", "managed_identity"}
 DEFAULT_APP_PORT = 7071

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from shared.settings import Settings
+from shared.startup_checks import read_settings
 from shared.storage import Queues, Tables
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ registry = Registry()
 
 # --- The app's services -----------------------------------------------------------------------------
 
-SETTINGS: Service[Settings] = Service("settings", Settings.from_env)
+SETTINGS: Service[Settings] = Service("settings", read_settings)
 
 
 def settings() -> Settings:

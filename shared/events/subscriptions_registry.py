@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
-from shared.settings import Secret
+from shared.secret import Secret
 from shared.storage import Tables, safe_key, storage_call
 
 if TYPE_CHECKING:

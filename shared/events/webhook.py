@@ -36,7 +36,7 @@ from shared.events.notifications import (
     parse_body,
     parse_item,
 )
-from shared.settings import Secret
+from shared.secret import Secret
 from shared.storage import QUEUE_MESSAGE_MAX_BYTES, Queues, storage_call
 from shared.telemetry import get_logger
 

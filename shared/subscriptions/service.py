@@ -30,7 +30,7 @@ from shared.errors import AppError, InvalidInputError, NotFoundError, TransientE
 from shared.events.notifications import LifecycleNotification
 from shared.events.subscriptions_registry import SubscriptionRecord, SubscriptionRegistry, SubscriptionStatus
 from shared.graph.subscriptions import GraphSubscriptions, NewSubscription, expiration_of
-from shared.settings import Secret
+from shared.secret import Secret
 from shared.subscriptions.catchup import CatchupResult, DeltaCatchup
 from shared.subscriptions.clock import Clock, utcnow
 from shared.subscriptions.desired import DesiredSubscription, ResourceSpec, parse_change_types, parse_resource

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from shared.events.subscriptions_registry import SubscriptionRecord, SubscriptionRegistry
-from shared.settings import Secret
+from shared.secret import Secret
 from shared.storage import Queues, Tables
 from tests.e2e.conftest import RunningApp
 from tests.fixtures.graphsim import GRAPHSIM_TOKEN

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import types
+import typing
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from shared import services
 from shared.errors import ConfigurationError
-from shared.settings import Secret, Settings, settings_table
+from shared.secret import Secret
+from shared.settings import Settings, settings_table
+from shared.startup_checks import read_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_VALUE = "s3cr3t-value-that-must-not-leak"
@@ -22,8 +28,19 @@ VALID = {
 
 def _error(env: dict[str, str]) -> str:
     with pytest.raises(ConfigurationError) as caught:
-        Settings.from_env(env)
+        read_settings(env)
     return str(caught.value)
+
+
+def _is_of_type(value: object, annotation: object) -> bool:
+    """Enough of isinstance for the annotations Settings uses: classes, ``X | None`` and ``Literal``."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return value in typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType):
+        return any(_is_of_type(value, member) for member in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    return isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))  # type: ignore[arg-type]
 
 
 def test_valid_environment_gives_typed_values() -> None:
@@ -75,7 +92,8 @@ def test_static_token_is_refused_for_real_graph() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://graph.microsoft.com/v1.0", "ftp://127.0.0.1/v1.0", "not a url", "http://10.0.0.1/v1.0"]
+    "url",
+    ["http://graph.microsoft.com/v1.0", "ftp://127.0.0.1/v1.0", "not a url", "http://10.0.0.1/v1.0", "http://[::1"],
 )
 def test_graph_url_must_be_https_unless_loopback(url: str) -> None:
     """Plain http is refused except on loopback; non-http schemes are refused."""
@@ -123,6 +141,34 @@ def test_malformed_desired_subscriptions_fail_at_start(value: str, expected: str
     """A malformed desired-state setting is a configuration error naming the setting, not a runtime surprise."""
     message = _error({**VALID, "GRAPH_SUBSCRIPTIONS": value, "WEBHOOK_BASE_URL": "http://127.0.0.1:7071/api"})
     assert expected in message
+
+
+def test_feature_checks_run_in_the_wiring_and_join_the_readers_problems(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings alone keeps GRAPH_SUBSCRIPTIONS raw (it imports no feature); the wiring's settings service
+    parses it at first read, and its problem is reported in the same error as the reader's own."""
+    env = {**VALID, "GRAPH_SUBSCRIPTIONS": "users=exploded", "WEBHOOK_BASE_URL": "http://127.0.0.1:7071/api"}
+    assert Settings.from_env(env).graph_subscriptions == "users=exploded"
+    message = _error({**env, "LOG_LEVEL": "LOUD"})
+    assert "Invalid GRAPH_SUBSCRIPTIONS" in message
+    assert "LOG_LEVEL: expected one of" in message
+    for spec in Settings.specs():
+        monkeypatch.delenv(spec.name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match="GRAPH_SUBSCRIPTIONS"):
+        services.SETTINGS.factory()
+
+
+def test_each_setting_is_declared_once_with_a_type_its_parser_gives() -> None:
+    """Every Settings field carries one spec with a distinct name, and every parsed value (defaults and the
+    sample file's values) has the field's declared type."""
+    names = [spec.name for spec in Settings.specs()]
+    assert len(names) == len(set(names)) == len(fields(Settings))
+    hints = typing.get_type_hints(Settings)
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    for settings in (Settings.from_env(VALID), Settings.from_env(sample)):
+        wrong = [f.name for f in fields(Settings) if not _is_of_type(getattr(settings, f.name), hints[f.name])]
+        assert wrong == []
 
 
 def test_desired_subscriptions_need_a_webhook_url() -> None:

@@ -15,7 +15,7 @@ from shared.events.lifecycle import LifecycleProcessor, LoggingLifecycleReaction
 from shared.events.notifications import parse_envelope
 from shared.events.subscriptions_registry import RegistryConfig, SubscriptionRecord, SubscriptionRegistry
 from shared.events.webhook import NotificationWebhook, WebhookConfig
-from shared.settings import Secret
+from shared.secret import Secret
 from shared.storage import Queues, Tables
 from tests.integration.events.conftest import QueueNames, drain
 from tests.unit.events import samples

@@ -8,8 +8,8 @@ import pytest
 
 from shared.events.poison import write_poison
 from shared.events.subscriptions_registry import SubscriptionRecord
+from shared.secret import Secret
 from shared.services import BREAKERS, QUEUES, SUBSCRIPTION_REGISTRY, registry, status_sources
-from shared.settings import Secret
 from shared.status import WORK_QUEUES, build_status
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from azure.core.exceptions import ServiceRequestError
 
-from shared.settings import Secret
+from shared.secret import Secret
 from shared.storage import guard
 
 

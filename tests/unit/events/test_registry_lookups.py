@@ -10,7 +10,7 @@ import pytest
 
 from shared.errors import TransientError
 from shared.events.subscriptions_registry import RegistryConfig, SubscriptionRecord, SubscriptionRegistry
-from shared.settings import Secret
+from shared.secret import Secret
 
 
 class CountingTable:
