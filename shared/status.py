@@ -19,7 +19,7 @@ from shared.services import BREAKERS, CACHE, QUEUES, SUBSCRIPTION_REGISTRY, Regi
 from shared.telemetry import get_logger, redact
 
 if TYPE_CHECKING:  # the breaker package (and tenacity, azure.core) stays off the import path of the app
-    from shared.resilience.breaker import BreakerSnapshot
+    from shared.resilience.breaker_rows import BreakerSnapshot
 
 T = TypeVar("T")
 log = get_logger("status")
