@@ -244,6 +244,7 @@ async def _make_cache() -> CacheManager:
 
 
 async def _make_breakers() -> BreakerRegistry:
+    from shared.metrics_listeners import BreakerMetrics
     from shared.resilience.breaker import BreakerRegistry
     from shared.resilience.breaker_store import TableBreakerStore
 
@@ -252,7 +253,7 @@ async def _make_breakers() -> BreakerRegistry:
     # The table is opened on first use: a cold instance with Storage down still builds its breakers, and
     # the outage is handled by BREAKER_STORAGE_OUTAGE like any other (never a raw 500).
     store = TableBreakerStore(lambda: tables.get("breakers"), timeout=policy.storage_timeout_seconds)
-    return BreakerRegistry(store, policy)
+    return BreakerRegistry(store, policy, listeners=[BreakerMetrics()])
 
 
 async def _make_gateway() -> GraphGateway:

@@ -1,5 +1,6 @@
 """Resilience for calls to any dependency: a Table-backed circuit breaker shared by all instances, a
-Retry-After-aware retry policy and per-key concurrency limits. Generic: nothing here knows Graph.
+Retry-After-aware retry policy and per-key concurrency limits. Generic: nothing here knows Graph or the
+app's metrics; breakers report to ``BreakerListener``s and retries to an ``on_retry`` callback.
 
 Compose them per attempt, retry outermost, so an open breaker stops the retries at once::
 
@@ -7,16 +8,10 @@ Compose them per attempt, retry outermost, so an open breaker stops the retries 
         user = await call_with_retry(lambda: breakers.get("graph").call(fetch), retry_policy)
 """
 
-from shared.resilience.breaker import (
-    Breaker,
-    BreakerPolicy,
-    BreakerRegistry,
-    BreakerSnapshot,
-    Classifier,
-    Outcome,
-    State,
-    default_classifier,
-)
+from shared.resilience.breaker import Breaker, BreakerRegistry
+from shared.resilience.breaker_events import BreakerListener
+from shared.resilience.breaker_policy import BreakerPolicy, Classifier, Outcome, default_classifier
+from shared.resilience.breaker_rows import BreakerSnapshot, State
 from shared.resilience.breaker_store import (
     BreakerStore,
     MemoryBreakerStore,
@@ -29,6 +24,7 @@ from shared.resilience.retry import RetryPolicy, call_with_retry, is_testing, pa
 
 __all__ = [
     "Breaker",
+    "BreakerListener",
     "BreakerPolicy",
     "BreakerRegistry",
     "BreakerSnapshot",

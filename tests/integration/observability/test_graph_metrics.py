@@ -12,6 +12,7 @@ from shared.errors import CircuitOpenError, UnavailableError
 from shared.graph.client import build_graph_client, build_http_client
 from shared.graph.credentials import StaticTokenCredential
 from shared.graph.gateway import DIRECTORY, GraphGateway
+from shared.metrics_listeners import BreakerMetrics
 from shared.resilience import BreakerPolicy, BreakerRegistry, MemoryBreakerStore
 from shared.resilience.limits import KeyedLimiter
 from shared.resilience.retry import RetryPolicy
@@ -36,7 +37,7 @@ async def _gateway(graphsim_server: GraphSimServer, graphsim: SimControl) -> Asy
     http_client = build_http_client(settings)
     client = build_graph_client(settings, StaticTokenCredential(GRAPHSIM_TOKEN), http_client)
     policy = BreakerPolicy(consecutive_failures=2, state_cache_seconds=0, flush_interval_seconds=0)
-    breakers = BreakerRegistry(MemoryBreakerStore(), policy)
+    breakers = BreakerRegistry(MemoryBreakerStore(), policy, listeners=[BreakerMetrics()])
     retry = RetryPolicy(max_attempts=2, budget_seconds=5.0, max_retry_after_seconds=0.2, backoff_base_seconds=0.01)
     yield GraphGateway(client, breakers, retry, KeyedLimiter(4))
     await http_client.aclose()

@@ -13,7 +13,7 @@ import pytest
 from shared.errors import CircuitOpenError, ThrottledError
 from shared.graph.gateway import MAIL, GraphGateway
 from shared.resilience import BreakerPolicy, BreakerRegistry, MemoryBreakerStore, Outcome, RetryPolicy, State
-from shared.resilience.breaker import default_classifier
+from shared.resilience.breaker_policy import default_classifier
 from shared.resilience.limits import KeyedLimiter
 
 POLICY = BreakerPolicy(

@@ -13,6 +13,7 @@ from shared import metrics
 from shared.cache import CacheKey, CacheManager, TableTier
 from shared.errors import UnavailableError
 from shared.events.webhook import NotificationWebhook
+from shared.metrics_listeners import BreakerMetrics
 from shared.resilience import BreakerPolicy, BreakerRegistry, MemoryBreakerStore
 from tests.unit.cache.conftest import POLICY, Upstream
 from tests.unit.cache.fakes import FakeClock, FakeTableClient
@@ -44,7 +45,7 @@ async def test_cache_hit_is_counted_by_tier(otel: Recorded) -> None:
 async def test_breaker_trip_counts_a_transition_and_sets_the_state_gauge(otel: Recorded) -> None:
     """Two consecutive failures with ``consecutive_failures=2`` write ``open``: one transition, gauge 2."""
     policy = BreakerPolicy(consecutive_failures=2, state_cache_seconds=0, flush_interval_seconds=0)
-    breaker = BreakerRegistry(MemoryBreakerStore(), policy).get("unit-breaker")
+    breaker = BreakerRegistry(MemoryBreakerStore(), policy, listeners=[BreakerMetrics()]).get("unit-breaker")
 
     async def failing() -> None:
         raise UnavailableError("down")
