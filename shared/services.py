@@ -239,8 +239,9 @@ def retry_policy(current: Settings) -> RetryPolicy:
 
 async def _make_cache() -> CacheManager:
     from shared.cache import CacheManager
+    from shared.metrics import CacheMetrics
 
-    return CacheManager.from_tables(await registry.get(TABLES), cache_policy(settings()))
+    return CacheManager.from_tables(await registry.get(TABLES), cache_policy(settings()), listener=CacheMetrics())
 
 
 async def _make_breakers() -> BreakerRegistry:

@@ -5,9 +5,22 @@ It knows nothing of Graph: callers name values with ``CacheKey`` and pass a ``fe
 """
 
 from shared.cache.keys import CacheKey
-from shared.cache.manager import CacheManager, CacheResult, Source
+from shared.cache.listener import CacheListener, SilentListener
+from shared.cache.manager import CacheManager
 from shared.cache.policy import CachePolicy, Freshness
+from shared.cache.result import CacheResult, Source
 from shared.cache.stats import CacheStats
 from shared.cache.table import TableTier
 
-__all__ = ["CacheKey", "CacheManager", "CachePolicy", "CacheResult", "CacheStats", "Freshness", "Source", "TableTier"]
+__all__ = [
+    "CacheKey",
+    "CacheListener",
+    "CacheManager",
+    "CachePolicy",
+    "CacheResult",
+    "CacheStats",
+    "Freshness",
+    "SilentListener",
+    "Source",
+    "TableTier",
+]

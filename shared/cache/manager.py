@@ -31,19 +31,22 @@ outdated data until the TTL, so it raises ``UnavailableError`` and the caller (a
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from shared import metrics
+from shared.cache.background import KeyedTasks
 from shared.cache.codec import ValueTooLargeError, content_hash, decode_json, encode_json, pack
+from shared.cache.degradation import StorageDegradation
 from shared.cache.entry import Entry
+from shared.cache.generations import Generations
 from shared.cache.keys import CacheKey
+from shared.cache.leases import Leases
+from shared.cache.listener import CacheListener, SilentListener
 from shared.cache.memory import MemoryTier
 from shared.cache.policy import CachePolicy, Freshness
+from shared.cache.result import CacheResult, Source, is_stale, negative_entry, not_found, result_of
+from shared.cache.singleflight import SingleFlight
 from shared.cache.stats import CacheStats
 from shared.cache.table import DEFAULT_TABLE, StoredRow, TableTier
 from shared.errors import NotFoundError, StorageUnavailableError, TransientError, UnavailableError
@@ -53,51 +56,10 @@ if TYPE_CHECKING:
     from shared.storage import Tables
 
 T = TypeVar("T")
-R = TypeVar("R")
-# "bypass": fetched upstream while Table Storage was unavailable (kept in L1 only, not shared).
-Source = Literal["hit-l1", "hit-l2", "miss", "bypass", "stale"]
+# What a miss gets from the lease: the lease and the row as it is now, another's value, or nothing.
+Waited = tuple[str, StoredRow | None] | CacheResult[Any] | Entry | None
 
 log = get_logger("cache")
-
-
-@dataclass(frozen=True)
-class CacheResult(Generic[T]):
-    """A value and where it came from. ``age`` is seconds since it was fetched upstream (0 for a miss)."""
-
-    value: T
-    source: Source
-    age: float
-    content_hash: str
-
-    @property
-    def etag(self) -> str:
-        """A strong HTTP ETag: equal values have equal hashes on every instance."""
-        return f'"{self.content_hash}"'
-
-
-class SingleFlight(Generic[R]):
-    """One running task per key; later callers await the same task instead of starting another.
-
-    Callers await it through ``shield``: a caller that is cancelled (client went away) does not cancel
-    the load others wait for.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: dict[Hashable, asyncio.Task[R]] = {}
-
-    async def run(self, key: Hashable, start: Callable[[], Coroutine[Any, Any, R]]) -> R:
-        task = self._tasks.get(key)
-        if task is None:
-            task = asyncio.create_task(start())
-            self._tasks[key] = task
-            task.add_done_callback(lambda done: self._finished(key, done))
-        return await asyncio.shield(task)
-
-    def _finished(self, key: Hashable, task: asyncio.Task[R]) -> None:
-        if self._tasks.get(key) is task:
-            del self._tasks[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here too, so a load whose callers all left does not warn
 
 
 class CacheManager:
@@ -109,11 +71,14 @@ class CacheManager:
         policy: CachePolicy | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        listener: CacheListener | None = None,
     ) -> None:
         self.policy = policy or CachePolicy()
         self.stats = CacheStats()
         self._l2 = l2
         self._clock = clock
+        self._listener: CacheListener = listener or SilentListener()
+        self._storage = StorageDegradation(self.policy.storage_cooldown, self.stats, clock)
         self._l1: MemoryTier[CacheKey, Entry] = MemoryTier(
             max_entries=self.policy.l1_max_entries,
             max_bytes=self.policy.l1_max_bytes,
@@ -121,18 +86,13 @@ class CacheManager:
             clock=clock,
             size_of=lambda entry: entry.size,
         )
-        self._generations: MemoryTier[str, str] = MemoryTier(
-            max_entries=self.policy.l1_max_entries, ttl=self.policy.generation_ttl, clock=clock
+        self._generations = Generations(
+            l2, self._storage, max_entries=self.policy.l1_max_entries, ttl=self.policy.generation_ttl, clock=clock
         )
-        # Used while a group's generation cannot be read: entries then match only in this process.
-        self._local_generation = "local-" + secrets.token_hex(8)
-        self._owner = secrets.token_hex(8)
+        self._leases = Leases(l2, self._storage, self.policy, self.stats)
         self._loads: SingleFlight[CacheResult[Any] | Entry] = SingleFlight()
-        self._generation_reads: SingleFlight[str | None] = SingleFlight()
-        self._refreshing: set[CacheKey] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        self._refreshes = KeyedTasks()
         self._epoch = 0  # bumped by every local invalidation; loads that span one do not fill L1
-        self._l2_down_until = 0.0
 
     @classmethod
     def from_tables(
@@ -142,11 +102,12 @@ class CacheManager:
         *,
         table: str = DEFAULT_TABLE,
         clock: Callable[[], float] = time.time,
+        listener: CacheListener | None = None,
     ) -> CacheManager:
         """The usual construction: the cache table comes from ``Tables`` (created on first use)."""
         policy = policy or CachePolicy()
         l2 = TableTier.from_tables(tables, clock=clock, timeout=policy.storage_timeout, table=table)
-        return cls(l2, policy, clock=clock)
+        return cls(l2, policy, clock=clock, listener=listener)
 
     # --- reading --------------------------------------------------------------------------------------
 
@@ -162,26 +123,26 @@ class CacheManager:
         alive. Raises what ``fetch`` raised when no cached value may stand in (see module doc).
         """
         fresh = freshness or self.policy.freshness_for(key.namespace)
-        generation = await self._generation(key.group)
+        generation = await self._generations.current(key.group)
         entry = self._l1.get(key)
         outcome: CacheResult[Any] | Entry | None = None
         if entry is not None and entry.generation == generation:
             outcome = self._answer(entry, fresh, "hit-l1")
-            if _is_stale(outcome):
+            if is_stale(outcome):
                 self._refresh_in_background(key, fetch, fresh, generation)
         try:
             if outcome is None:
                 flight = (key, generation, self._epoch)
-                with metrics.span("cache.load", {"cache.namespace": key.namespace}):
+                with self._listener.loading(key.namespace):
                     outcome = await self._loads.run(flight, lambda: self._load(key, fetch, fresh, generation))
         except Exception:
             self.stats.failures += 1
-            metrics.record_cache("failure")
+            self._listener.answered("failure")
             raise
         if isinstance(outcome, Entry):
             self.stats.negative_hits += 1
-            metrics.record_cache("negative-hit")
-            raise _not_found(outcome)
+            self._listener.answered("negative-hit")
+            raise not_found(outcome)
         self._count(outcome.source)
         return cast(CacheResult[T], outcome)
 
@@ -195,29 +156,29 @@ class CacheManager:
             return entry
         age = entry.age(now)
         if age < fresh.soft_ttl:
-            return _result(entry, source, now)
+            return result_of(entry, source, now)
         if age < fresh.hard_ttl:
-            return _result(entry, "stale", now)
+            return result_of(entry, "stale", now)
         return None
 
     async def _load(
         self, key: CacheKey, fetch: Callable[[], Awaitable[Any]], fresh: Freshness, generation: str
     ) -> CacheResult[Any] | Entry:
         """A miss in L1: try L2, then take the lease (or wait for its holder), then fetch."""
-        use_l2 = self._l2_usable()
+        use_l2 = self._storage.usable()
         row: StoredRow | None = None
         if use_l2:
             try:
                 row = await self._l2.read(key)
             except StorageUnavailableError as exc:
-                self._storage_failed(exc)
+                self._storage.failed(exc)
                 use_l2 = False
         l2_entry = self._valid(row, generation)
         if l2_entry is not None:
             answer = self._answer(l2_entry, fresh, "hit-l2")
             if answer is not None:
                 self._l1.put(key, l2_entry)
-                if _is_stale(answer):
+                if is_stale(answer):
                     self._refresh_in_background(key, fetch, fresh, generation)
                 return answer
         fallback = self._fallback(key, generation, l2_entry, fresh)
@@ -225,9 +186,11 @@ class CacheManager:
         lease: str | None = None
         if use_l2:
             try:
-                waited = await self._lease_or_wait(key, generation, fresh)
+                waited: Waited = await self._leases.take_or_wait(
+                    key, lambda r: self._fresh_answer(key, r, generation, fresh)
+                )
             except StorageUnavailableError as exc:
-                self._storage_failed(exc)
+                self._storage.failed(exc)
                 use_l2 = False
             else:
                 if isinstance(waited, tuple):
@@ -235,7 +198,7 @@ class CacheManager:
                 elif waited is not None:
                     return waited
                 elif fallback is not None:
-                    return _result(fallback, "stale", self._clock())
+                    return result_of(fallback, "stale", self._clock())
         try:
             return await self._fetch_and_store(
                 key, fetch, fresh, generation, etag=row.etag if row else None, use_l2=use_l2
@@ -244,32 +207,10 @@ class CacheManager:
             fallback = self._fallback(key, generation, l2_entry, fresh)
             if fallback is None:
                 raise
-            return _result(fallback, "stale", self._clock())
+            return result_of(fallback, "stale", self._clock())
         finally:
             if lease is not None:
-                await self._release(key, lease)
-
-    async def _lease_or_wait(
-        self, key: CacheKey, generation: str, fresh: Freshness
-    ) -> tuple[str, StoredRow | None] | CacheResult[Any] | Entry | None:
-        """Our lease and the row as it is now, or the value another instance stored while we waited,
-        or None when ``lease_wait`` ran out. Raises ``StorageUnavailableError``."""
-        polls = round(self.policy.lease_wait / self.policy.lease_poll_interval)
-        for attempt in range(polls + 1):
-            lease = await self._l2.acquire_lease(key, owner=self._owner, duration=self.policy.lease_duration)
-            row = await self._l2.read(key)  # after taking the lease: its previous holder may have just written
-            answer = self._fresh_answer(key, row, generation, fresh)
-            if lease is not None:
-                if answer is None:
-                    return lease, row
-                await self._release(key, lease)
-            if answer is not None:
-                return answer
-            if attempt == 0:
-                self.stats.lease_waits += 1
-            if attempt < polls:
-                await asyncio.sleep(self.policy.lease_poll_interval)
-        return None
+                await self._leases.release(key, lease)
 
     def _fresh_answer(
         self, key: CacheKey, row: StoredRow | None, generation: str, fresh: Freshness
@@ -300,7 +241,7 @@ class CacheManager:
         try:
             value = await fetch()
         except NotFoundError as exc:
-            negative = _negative_entry(exc, fetched_at, fetched_at + fresh.negative_ttl, generation)
+            negative = negative_entry(exc, fetched_at, fetched_at + fresh.negative_ttl, generation)
             await self._store(key, negative, etag=etag, use_l2=use_l2, epoch=epoch)
             raise
         except Exception:
@@ -312,7 +253,7 @@ class CacheManager:
             raise TypeError(f"cache {key.namespace}: fetch returned a value JSON cannot carry: {exc}") from exc
         entry = Entry(payload, content_hash(payload), fetched_at, fetched_at + fresh.max_staleness, generation)
         await self._store(key, entry, etag=etag, use_l2=use_l2, epoch=epoch)
-        source: Source = "miss" if use_l2 and self._l2_usable() else "bypass"
+        source: Source = "miss" if use_l2 and self._storage.usable() else "bypass"
         return CacheResult(decode_json(payload), source, 0.0, entry.content_hash)
 
     async def _store(self, key: CacheKey, entry: Entry, *, etag: str | None, use_l2: bool, epoch: int) -> None:
@@ -324,11 +265,11 @@ class CacheManager:
             log.warning("cache %s: value not cached: %s", key.namespace, exc)
             return
         written = True
-        if use_l2 and self._l2_usable():
+        if use_l2 and self._storage.usable():
             try:
                 written = await self._l2.write(key, entry, packed, etag=etag)
             except StorageUnavailableError as exc:
-                self._storage_failed(exc)
+                self._storage.failed(exc)
             if not written:
                 self.stats.write_conflicts += 1
         if written and epoch == self._epoch:
@@ -339,54 +280,45 @@ class CacheManager:
     def _refresh_in_background(
         self, key: CacheKey, fetch: Callable[[], Awaitable[Any]], fresh: Freshness, generation: str
     ) -> None:
-        """Start one refresh of ``key`` in this process (none if one is running); the task is kept in a
-        set until done, so it is not garbage-collected mid-flight, and its failure is logged."""
-        if key in self._refreshing:
-            return
-        self._refreshing.add(key)
-        self.stats.refreshes += 1
-        task = asyncio.create_task(self._refresh(key, fetch, fresh, generation), name=f"cache-refresh:{key.namespace}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        """Start one refresh of ``key`` in this process (none if one is running); its failure is logged."""
+        name = f"cache-refresh:{key.namespace}"
+        if self._refreshes.start(key, lambda: self._refresh(key, fetch, fresh, generation), name=name):
+            self.stats.refreshes += 1
 
     async def _refresh(
         self, key: CacheKey, fetch: Callable[[], Awaitable[Any]], fresh: Freshness, generation: str
     ) -> None:
         lease: str | None = None
         try:
-            use_l2 = self._l2_usable()
+            use_l2 = self._storage.usable()
             etag: str | None = None
             if use_l2:
                 row = await self._l2.read(key)
                 if self._fresh_answer(key, row, generation, fresh) is not None:
                     return  # another instance refreshed it already
-                lease = await self._l2.acquire_lease(key, owner=self._owner, duration=self.policy.lease_duration)
+                lease = await self._leases.take(key)
                 if lease is None:
                     return  # another instance is refreshing it
                 etag = row.etag if row else None
             await self._fetch_and_store(key, fetch, fresh, generation, etag=etag, use_l2=use_l2)
         except StorageUnavailableError as exc:
-            self._storage_failed(exc)
+            self._storage.failed(exc)
         except NotFoundError:
             pass  # cached as a negative entry: the next read raises it
         except Exception as exc:
             self.stats.refresh_errors += 1
             log.warning("cache %s: background refresh failed: %s: %s", key.namespace, type(exc).__name__, exc)
         finally:
-            self._refreshing.discard(key)
             if lease is not None:
-                await self._release(key, lease)
+                await self._leases.release(key, lease)
 
     async def drain(self) -> None:
         """Wait for every background refresh started so far (tests; graceful shutdown)."""
-        while self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._refreshes.drain()
 
     async def aclose(self) -> None:
         """Cancel background refreshes: the process is going away, the next one will refresh."""
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._refreshes.cancel()
 
     # --- invalidation and maintenance -----------------------------------------------------------------
 
@@ -399,20 +331,18 @@ class CacheManager:
         try:
             await self._l2.tombstone(key, until=self._clock() + self.policy.lease_duration)
         except StorageUnavailableError as exc:
-            self._storage_failed(exc)
+            self._storage.failed(exc)
             raise UnavailableError("cache invalidation could not be stored", service="table-storage") from exc
 
     async def invalidate_group(self, group: str) -> None:
         """Drop every value of ``group``: here at once, on other instances within ``generation_ttl``.
 
         Raises ``UnavailableError`` when Table Storage cannot record it (retry the invalidation)."""
-        generation = secrets.token_hex(8)
         self._epoch += 1
-        self._generations.put(group, generation)
         try:
-            await self._l2.write_generation(group, generation)
+            await self._generations.replace(group)
         except StorageUnavailableError as exc:
-            self._storage_failed(exc)
+            self._storage.failed(exc)
             raise UnavailableError("cache invalidation could not be stored", service="table-storage") from exc
 
     async def sweep_expired(self) -> int:
@@ -420,38 +350,10 @@ class CacheManager:
         try:
             return await self._l2.sweep_expired()
         except StorageUnavailableError as exc:
-            self._storage_failed(exc)
+            self._storage.failed(exc)
             raise UnavailableError("cache sweep could not reach Table Storage", service="table-storage") from exc
 
     # --- helpers --------------------------------------------------------------------------------------
-
-    async def _generation(self, group: str | None) -> str:
-        """The group's generation: from memory for ``generation_ttl``, else from L2 (one read per group
-        at a time). Without L2 the last one known, or a process-local one."""
-        if group is None:
-            return ""
-        cached = self._generations.get(group)
-        if cached is not None:
-            return cached
-        generation = None
-        if self._l2_usable():
-            generation = await self._generation_reads.run(group, lambda: self._read_generation(group))
-        if generation is None:
-            generation = self._generations.get(group, allow_expired=True) or self._local_generation
-        return generation
-
-    async def _read_generation(self, group: str) -> str | None:
-        before = self._generations.get(group, allow_expired=True)
-        try:
-            generation = await self._l2.read_generation(group)
-        except StorageUnavailableError as exc:
-            self._storage_failed(exc)
-            return None
-        bumped_here = self._generations.get(group, allow_expired=True)
-        if bumped_here != before and bumped_here is not None:
-            return bumped_here  # invalidated here while we read: what we read may predate it
-        self._generations.put(group, generation)
-        return generation
 
     def _valid(self, row: StoredRow | None, generation: str) -> Entry | None:
         """The row's entry if it was written under ``generation`` (else it was invalidated)."""
@@ -476,61 +378,6 @@ class CacheManager:
         ]
         return max(usable, key=lambda e: e.fetched_at, default=None)
 
-    async def _release(self, key: CacheKey, lease: str) -> None:
-        try:
-            await self._l2.release_lease(key, lease)
-        except StorageUnavailableError as exc:
-            self._storage_failed(exc)  # the lease expires on its own
-
-    def _l2_usable(self) -> bool:
-        return self._clock() >= self._l2_down_until
-
-    def _storage_failed(self, exc: StorageUnavailableError) -> None:
-        self.stats.storage_errors += 1
-        self._l2_down_until = self._clock() + self.policy.storage_cooldown
-        log.warning("cache degraded to memory and upstream for %.0f s: %s", self.policy.storage_cooldown, exc)
-
     def _count(self, source: Source) -> None:
-        metrics.record_cache(source)
-        if source == "hit-l1":
-            self.stats.hits_l1 += 1
-        elif source == "hit-l2":
-            self.stats.hits_l2 += 1
-        elif source == "stale":
-            self.stats.stale += 1
-        elif source == "bypass":
-            self.stats.bypassed += 1
-        else:
-            self.stats.misses += 1
-
-
-def _is_stale(answer: CacheResult[Any] | Entry | None) -> bool:
-    return isinstance(answer, CacheResult) and answer.source == "stale"
-
-
-def _result(entry: Entry, source: Source, now: float) -> CacheResult[Any]:
-    return CacheResult(decode_json(entry.payload), source, entry.age(now), entry.content_hash)
-
-
-def _negative_entry(exc: NotFoundError, fetched_at: float, expires_at: float, generation: str) -> Entry:
-    details = {
-        "message": exc.message,
-        "code": exc.code,
-        "status": exc.status,
-        "service": exc.service,
-        "upstream_code": exc.upstream_code,
-    }
-    payload = encode_json(details)
-    return Entry(payload, content_hash(payload), fetched_at, expires_at, generation, negative=True)
-
-
-def _not_found(entry: Entry) -> NotFoundError:
-    """A fresh exception per caller (re-raising one shared instance would pile up tracebacks)."""
-    details = decode_json(entry.payload)
-    return NotFoundError(
-        details["message"],
-        code=details["code"],
-        status=details["status"],
-        service=details["service"],
-        upstream_code=details["upstream_code"],
-    )
+        self._listener.answered(source)
+        self.stats.count_answer(source)

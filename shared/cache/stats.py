@@ -37,6 +37,19 @@ class CacheStats:
     refreshes: int = 0
     refresh_errors: int = 0
 
+    def count_answer(self, source: str) -> None:
+        """One ``get_or_set`` call answered from ``source`` (a ``Source``; anything else is a miss)."""
+        if source == "hit-l1":
+            self.hits_l1 += 1
+        elif source == "hit-l2":
+            self.hits_l2 += 1
+        elif source == "stale":
+            self.stale += 1
+        elif source == "bypass":
+            self.bypassed += 1
+        else:
+            self.misses += 1
+
     def snapshot(self) -> dict[str, int]:
         """A copy of every counter, safe to hand to an exporter while the cache keeps counting."""
         return dataclasses.asdict(self)

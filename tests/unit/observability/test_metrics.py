@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,20 +26,21 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_cache_hit_is_counted_by_tier(otel: Recorded) -> None:
-    """A miss then a repeat read count one ``miss`` and one ``hit-l1``; the miss's load is a span."""
+    """A miss then a repeat read count one ``miss`` and one ``hit-l1`` (through the listener the wiring
+    attaches); the miss's load is a span."""
     table, clock = FakeTableClient(), FakeClock()
 
-    async def client() -> FakeTableClient:
+    async def client() -> Any:  # a fake of the SDK's TableClient
         return table
 
-    manager = CacheManager(TableTier(client, clock=clock, timeout=1.0), POLICY, clock=clock)
-    before = otel.value(metrics.CACHE_REQUESTS, result="hit-l1")
+    tier = TableTier(client, clock=clock, timeout=1.0)
+    manager = CacheManager(tier, POLICY, clock=clock, listener=metrics.CacheMetrics())
     key = CacheKey("users", "alice")
     await manager.get_or_set(key, Upstream({"id": "alice"}))
     await manager.get_or_set(key, Upstream({"id": "alice"}))
     await manager.aclose()
-    assert otel.value(metrics.CACHE_REQUESTS, result="hit-l1") == before + 1
-    assert otel.value(metrics.CACHE_REQUESTS, result="miss") >= 1
+    assert otel.value(metrics.CACHE_REQUESTS, result="hit-l1") == 1
+    assert otel.value(metrics.CACHE_REQUESTS, result="miss") == 1
     assert "cache.load" in otel.span_names()
 
 
@@ -104,3 +106,23 @@ def test_importing_the_app_loads_no_telemetry_sdk() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_reset_forgets_every_measurement_and_uninstalls(otel: Recorded) -> None:
+    """One call empties the window, the cache counts, the breaker gauge and the expiry copy, and
+    turns OpenTelemetry back into no-ops: what the autouse fixture relies on between tests."""
+    metrics.record_cache("hit-l1")
+    metrics.record_graph_attempt("w", "429", 0.01)
+    metrics.record_breaker_transition("b", "open")
+    metrics.EXPIRY.update([metrics.Expiry("s1", "users", 4600.0)])
+    metrics.reset()
+    stats = metrics.get_metric_stats()
+    assert (stats["distributions"], stats["events"]) == ({}, {})
+    assert otel.value(metrics.CACHE_REQUESTS) == 0
+    assert otel.points(metrics.BREAKER_STATE) == []
+    assert metrics.EXPIRY.observe() == []
+    metrics.record_graph_attempt("w", "ok", 0.01)
+    with metrics.span("after-reset"):
+        pass
+    assert otel.value(metrics.GRAPH_CALLS, outcome="ok") == 0
+    assert "after-reset" not in otel.span_names()
