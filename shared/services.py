@@ -245,7 +245,7 @@ async def _make_cache() -> CacheManager:
 
 
 async def _make_breakers() -> BreakerRegistry:
-    from shared.metrics_listeners import BreakerMetrics
+    from shared.metrics.breakers import BreakerMetrics
     from shared.resilience.breaker import BreakerRegistry
     from shared.resilience.breaker_store import TableBreakerStore
 

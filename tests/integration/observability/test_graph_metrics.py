@@ -12,7 +12,7 @@ from shared.errors import CircuitOpenError, UnavailableError
 from shared.graph.client import build_graph_client, build_http_client
 from shared.graph.credentials import StaticTokenCredential
 from shared.graph.gateway import DIRECTORY, GraphGateway
-from shared.metrics_listeners import BreakerMetrics
+from shared.metrics.breakers import BreakerMetrics
 from shared.resilience import BreakerPolicy, BreakerRegistry, MemoryBreakerStore
 from shared.resilience.limits import KeyedLimiter
 from shared.resilience.retry import RetryPolicy

@@ -14,7 +14,7 @@ from shared import metrics
 from shared.cache import CacheKey, CacheManager, TableTier
 from shared.errors import UnavailableError
 from shared.events.webhook import NotificationWebhook
-from shared.metrics_listeners import BreakerMetrics
+from shared.metrics.breakers import BreakerMetrics
 from shared.resilience import BreakerPolicy, BreakerRegistry, MemoryBreakerStore
 from tests.unit.cache.conftest import POLICY, Upstream
 from tests.unit.cache.fakes import FakeClock, FakeTableClient
