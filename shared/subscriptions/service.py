@@ -28,7 +28,6 @@ from typing import Any, Literal, TypeVar
 
 from shared.errors import AppError, InvalidInputError, NotFoundError, TransientError, UnavailableError, UpstreamError
 from shared.events.notifications import LifecycleNotification
-from shared.events.subscriptions_registry import SubscriptionRecord, SubscriptionRegistry, SubscriptionStatus
 from shared.graph.subscriptions import GraphSubscriptions, NewSubscription, expiration_of
 from shared.settings import Secret
 from shared.subscriptions.catchup import CatchupResult, DeltaCatchup
@@ -36,6 +35,7 @@ from shared.subscriptions.clock import Clock, utcnow
 from shared.subscriptions.desired import DesiredSubscription, ResourceSpec, parse_change_types, parse_resource
 from shared.subscriptions.leases import LeaseStore
 from shared.subscriptions.origins import Origin, OriginRow, OriginStore
+from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry, SubscriptionStatus
 from shared.telemetry import get_logger
 
 log = get_logger("subscriptions")
