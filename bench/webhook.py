@@ -51,9 +51,9 @@ from bench._stack import (
 )
 from bench.report import machine, write_section
 from devtools.graphsim.seed import TENANT_ID
-from shared.events.subscriptions_registry import SubscriptionRecord, SubscriptionRegistry
 from shared.secret import Secret
 from shared.storage import Tables
+from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry
 
 SENDERS = 50
 PER_POST = (1, 10, 100)

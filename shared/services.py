@@ -32,12 +32,12 @@ if TYPE_CHECKING:
     from shared.events.lifecycle import LifecycleProcessor, LifecycleReactions
     from shared.events.model import Event
     from shared.events.processor import NotificationProcessor
-    from shared.events.subscriptions_registry import SubscriptionRecord, SubscriptionRegistry
     from shared.events.webhook import NotificationWebhook
     from shared.graph.gateway import GraphGateway
     from shared.resilience.breaker import BreakerPolicy, BreakerRegistry
     from shared.resilience.retry import RetryPolicy
     from shared.status import StatusSources
+    from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry
     from shared.subscriptions.service import SubscriptionService
 
 T = TypeVar("T")
@@ -320,7 +320,7 @@ DIRECTORY: Service[DirectoryApi] = Service("directory", _make_directory)
 
 
 async def _make_subscription_registry() -> SubscriptionRegistry:
-    from shared.events.subscriptions_registry import SubscriptionRegistry
+    from shared.subscriptions.records import SubscriptionRegistry
 
     return SubscriptionRegistry(await registry.get(TABLES))
 

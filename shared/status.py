@@ -20,10 +20,10 @@ from shared.telemetry import get_logger, redact
 
 if TYPE_CHECKING:  # the breaker package (and tenacity, azure.core) stays off the import path of the app
     from shared.cache import CacheManager
-    from shared.events.subscriptions_registry import SubscriptionRecord
     from shared.resilience.breaker import BreakerRegistry
     from shared.resilience.breaker_rows import BreakerSnapshot
     from shared.storage import Queues
+    from shared.subscriptions.records import SubscriptionRecord
 
 T = TypeVar("T")
 log = get_logger("status")

@@ -4,30 +4,22 @@ Graph's lifecycle events: ``reauthorizationRequired`` (renew/reauthorize the sub
 ``subscriptionRemoved`` (recreate it, then resync with delta) and ``missed`` (resync with delta). The
 subscription service implements the reactions (``LoggingLifecycleReactions`` only logs and counts, for
 tests and tools). Reactions are idempotent by nature (renewing or resyncing twice is harmless), so there are
-no dedupe markers here. Malformed messages and bad items are poisoned like in the change processor;
+no dedupe markers here. Malformed messages and bad items are poisoned like in the change processor (both
+share ``batch.BatchProcessor``);
 an unknown lifecycle event is logged and dropped (retrying cannot teach us what it means); a failed
 reaction makes the message retry after all items were tried.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from shared.errors import InvalidInputError, TransientError
-from shared.events.notifications import (
-    DEFAULT_LIMITS,
-    LifecycleNotification,
-    NotificationLimits,
-    QueueEnvelope,
-    message_text,
-    parse_envelope,
-    parse_item,
-)
-from shared.events.poison import poison_item, write_poison
+from shared.errors import InvalidInputError
+from shared.events.batch import BatchConfig, BatchFailedError, BatchProcessor, BatchResult
+from shared.events.notifications import LifecycleNotification, Notification, QueueEnvelope
 from shared.storage import Queues
 from shared.telemetry import get_logger
 
@@ -66,41 +58,32 @@ class LoggingLifecycleReactions:
 
 
 @dataclass(frozen=True)
-class LifecycleConfig:
+class LifecycleConfig(BatchConfig):
     queue: str = "graph-lifecycle"
-    item_concurrency: int = 8  # reactions of one message in flight at once
-    limits: NotificationLimits = field(default=DEFAULT_LIMITS)
+    item_concurrency: int = 8  # reactions of one message in flight at once (each may call Graph, take leases)
 
 
 @dataclass(frozen=True)
-class LifecycleResult:
-    items: int = 0
+class LifecycleResult(BatchResult):
+    """Counts per item outcome (``unknown``: an event name we do not know, dropped)."""
+
     handled: int = 0
     unknown: int = 0
-    poisoned: int = 0
-    failed: int = 0
-    message_poisoned: bool = False
 
 
-class LifecycleFailedError(TransientError):
+class LifecycleFailedError(BatchFailedError[LifecycleResult]):
     """Some reactions failed: raising makes the host redeliver the message."""
 
     code = "lifecycle_failed"
-
-    def __init__(self, result: LifecycleResult, dequeue_count: int) -> None:
-        super().__init__(
-            f"{result.failed} of {result.items} lifecycle notifications failed (attempt {dequeue_count})",
-            service="events",
-        )
-        self.result = result
+    left_to_run = "lifecycle notifications failed"
 
 
-class LifecycleProcessor:
+class LifecycleProcessor(BatchProcessor[LifecycleNotification, LifecycleResult]):
     """``process(body, dequeue_count)`` for the ``graph-lifecycle`` queue trigger."""
 
     def __init__(self, reactions: LifecycleReactions, queues: Queues, config: LifecycleConfig | None = None) -> None:
-        self._queues = queues
         self.config = config or LifecycleConfig()
+        super().__init__(queues, self.config, result=LifecycleResult, failure=LifecycleFailedError, log=log)
         self._reactions: dict[str, Callable[[LifecycleNotification], Awaitable[None]]] = {
             "reauthorizationRequired": reactions.reauthorization_required,
             "subscriptionRemoved": reactions.subscription_removed,
@@ -108,39 +91,15 @@ class LifecycleProcessor:
         }
 
     async def process(self, body: bytes | str, dequeue_count: int = 1) -> LifecycleResult:
-        try:
-            envelope = parse_envelope(body, self.config.limits)
-        except InvalidInputError as error:
-            await write_poison(self._queues, self.config.queue, message_text(body), error.message)
-            return LifecycleResult(message_poisoned=True)
-        gate = asyncio.Semaphore(self.config.item_concurrency)  # each reaction may call Graph and take leases
+        """React to every item; raise ``LifecycleFailedError`` at the end if any reaction must be retried."""
+        return await self._process_batch(body, dequeue_count)
 
-        async def one(raw: Any) -> ItemOutcome:
-            async with gate:
-                return await self._item(raw, envelope)
+    def _accept(self, notification: Notification) -> LifecycleNotification:
+        if not isinstance(notification, LifecycleNotification):
+            raise InvalidInputError("a change notification belongs in the notifications queue")
+        return notification
 
-        outcomes = Counter(await asyncio.gather(*(one(raw) for raw in envelope.items)))
-        result = LifecycleResult(
-            items=len(envelope.items),
-            handled=outcomes["handled"],
-            unknown=outcomes["unknown"],
-            poisoned=outcomes["poisoned"],
-            failed=outcomes["failed"],
-        )
-        log.info("processed a lifecycle message (attempt %d): %s", dequeue_count, result)
-        if result.failed:
-            raise LifecycleFailedError(result, dequeue_count)
-        return result
-
-    async def _item(self, raw: Any, envelope: QueueEnvelope) -> ItemOutcome:
-        try:
-            notification = parse_item(raw, self.config.limits)
-            if not isinstance(notification, LifecycleNotification):
-                raise InvalidInputError("a change notification belongs in the notifications queue")
-        except InvalidInputError as error:
-            if not await poison_item(self._queues, self.config.queue, envelope.received_at, raw, error.message):
-                return "failed"  # retried with the message; never dropped silently
-            return "poisoned"
+    async def _handle(self, notification: LifecycleNotification, envelope: QueueEnvelope) -> ItemOutcome:
         reaction = self._reactions.get(notification.lifecycle_event)
         if reaction is None:
             log.warning(

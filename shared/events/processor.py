@@ -12,29 +12,23 @@ Failure handling, item by item:
   on redelivery completed handlers are skipped by their markers and only the failed ones run. After
   ``maxDequeueCount`` (host.json: 5) attempts the host moves the message to the poison queue as-is;
   replaying it later is safe for the same reason.
+
+The parse → poison → bounded run → count → raise shape is ``batch.BatchProcessor``, shared with the
+lifecycle processor; this module says what a change item is and how it is dispatched.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from shared import metrics
 from shared.errors import InvalidInputError, TransientError
+from shared.events.batch import BatchConfig, BatchFailedError, BatchProcessor, BatchResult
 from shared.events.dispatch import ExactlyOnceDispatcher
-from shared.events.notifications import (
-    DEFAULT_LIMITS,
-    LifecycleNotification,
-    NotificationLimits,
-    QueueEnvelope,
-    message_text,
-    parse_envelope,
-    parse_item,
-)
-from shared.events.poison import poison_item, write_poison
+from shared.events.notifications import ChangeNotification, LifecycleNotification, Notification, QueueEnvelope
 from shared.storage import Queues
 from shared.telemetry import get_logger
 
@@ -44,94 +38,59 @@ ItemOutcome = Literal["published", "duplicate", "poisoned", "failed"]
 
 
 @dataclass(frozen=True)
-class ProcessorConfig:
+class ProcessorConfig(BatchConfig):
     queue: str = "graph-notifications"
     item_concurrency: int = 16  # items of one message processed at once (each costs a few table calls)
-    limits: NotificationLimits = field(default=DEFAULT_LIMITS)
 
 
 @dataclass(frozen=True)
-class ProcessResult:
+class ProcessResult(BatchResult):
     """Counts per item outcome; ``message_poisoned`` when the message itself was unreadable."""
 
-    items: int = 0
     published: int = 0
     duplicates: int = 0
-    poisoned: int = 0
-    failed: int = 0
-    message_poisoned: bool = False
+    outcome_names = {"duplicates": "duplicate"}
 
 
-class HandlersFailedError(TransientError):
+class HandlersFailedError(BatchFailedError[ProcessResult]):
     """Some items still have handlers to run: raising makes the host redeliver the message."""
 
     code = "handlers_failed"
-
-    def __init__(self, result: ProcessResult, dequeue_count: int) -> None:
-        super().__init__(
-            f"{result.failed} of {result.items} notifications have handlers left to run (attempt {dequeue_count})",
-            service="events",
-        )
-        self.result = result
+    left_to_run = "notifications have handlers left to run"
 
 
-class NotificationProcessor:
+class NotificationProcessor(BatchProcessor[ChangeNotification, ProcessResult]):
     """``process(body, dequeue_count)`` for the ``graph-notifications`` queue trigger."""
 
     def __init__(
         self, dispatcher: ExactlyOnceDispatcher, queues: Queues, config: ProcessorConfig | None = None
     ) -> None:
-        self._dispatcher = dispatcher
-        self._queues = queues
         self.config = config or ProcessorConfig()
+        super().__init__(queues, self.config, result=ProcessResult, failure=HandlersFailedError, log=log)
+        self._dispatcher = dispatcher
 
     async def process(self, body: bytes | str, dequeue_count: int = 1) -> ProcessResult:
         """Handle every item; raise ``HandlersFailedError`` at the end if any item must be retried."""
         started = time.perf_counter()
         with metrics.span("notifications.process", {"attempt": str(dequeue_count)}):
             try:
-                result = await self._process(body, dequeue_count)
+                result = await self._process_batch(body, dequeue_count)
             finally:
                 metrics.record_processing(time.perf_counter() - started)
+        if result.message_poisoned:
+            metrics.record_notifications("poisoned", 1, "message")
         return result
 
-    async def _process(self, body: bytes | str, dequeue_count: int) -> ProcessResult:
-        try:
-            envelope = parse_envelope(body, self.config.limits)
-        except InvalidInputError as error:
-            await write_poison(self._queues, self.config.queue, message_text(body), error.message)
-            metrics.record_notifications("poisoned", 1, "message")
-            return ProcessResult(message_poisoned=True)
-        gate = asyncio.Semaphore(self.config.item_concurrency)
+    def _accept(self, notification: Notification) -> ChangeNotification:
+        if isinstance(notification, LifecycleNotification):
+            raise InvalidInputError("a lifecycle notification belongs in the lifecycle queue")
+        return notification
 
-        async def one(raw: Any) -> ItemOutcome:
-            async with gate:
-                return await self._item(raw, envelope)
-
-        outcomes = Counter(await asyncio.gather(*(one(raw) for raw in envelope.items)))
-        result = ProcessResult(
-            items=len(envelope.items),
-            published=outcomes["published"],
-            duplicates=outcomes["duplicate"],
-            poisoned=outcomes["poisoned"],
-            failed=outcomes["failed"],
-        )
-        log.info("processed a notification message (attempt %d): %s", dequeue_count, result)
+    def _observe(self, outcomes: Counter[str]) -> None:
         for stage, count in outcomes.items():
             metrics.record_notifications(stage, count)
-        if result.failed:
-            raise HandlersFailedError(result, dequeue_count)
-        return result
 
-    async def _item(self, raw: Any, envelope: QueueEnvelope) -> ItemOutcome:
-        try:
-            notification = parse_item(raw, self.config.limits)
-            if isinstance(notification, LifecycleNotification):
-                raise InvalidInputError("a lifecycle notification belongs in the lifecycle queue")
-        except InvalidInputError as error:
-            if not await poison_item(self._queues, self.config.queue, envelope.received_at, raw, error.message):
-                return "failed"  # retried with the message; never dropped silently
-            return "poisoned"
+    async def _handle(self, notification: ChangeNotification, envelope: QueueEnvelope) -> ItemOutcome:
         event = notification.to_event(envelope.received_at)
         try:
             dispatched = await self._dispatcher.dispatch(event)

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from shared.events.subscriptions_registry import SubscriptionRecord, SubscriptionRegistry
 from shared.secret import Secret
 from shared.storage import Queues, Tables
+from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry
 from tests.e2e.conftest import RunningApp
 from tests.fixtures.graphsim import GRAPHSIM_TOKEN
 

@@ -13,10 +13,10 @@ from devtools.azurite import connection_string, free_port
 from shared.errors import TransientError
 from shared.events.lifecycle import LifecycleProcessor, LoggingLifecycleReactions
 from shared.events.notifications import parse_envelope
-from shared.events.subscriptions_registry import RegistryConfig, SubscriptionRecord, SubscriptionRegistry
 from shared.events.webhook import NotificationWebhook, WebhookConfig
 from shared.secret import Secret
 from shared.storage import Queues, Tables
+from shared.subscriptions.records import RegistryConfig, SubscriptionRecord, SubscriptionRegistry
 from tests.integration.events.conftest import QueueNames, drain
 from tests.unit.events import samples
 from tests.unit.events.fakes import FakeRegistry

@@ -18,7 +18,8 @@ from shared.cache import CacheKey
 from shared.events.poison import peek_poison, write_poison
 from shared.ops import run
 from shared.services import BREAKERS, CACHE, QUEUES, SUBSCRIPTIONS, registry
-from shared.subscriptions.service import RenewResult, SubscriptionView
+from shared.subscriptions.management import SubscriptionView
+from shared.subscriptions.renewal import RenewResult
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.events.poison import write_poison
-from shared.events.subscriptions_registry import SubscriptionRecord
 from shared.secret import Secret
 from shared.services import BREAKERS, QUEUES, SUBSCRIPTION_REGISTRY, registry, status_sources
 from shared.status import WORK_QUEUES, build_status
+from shared.subscriptions.records import SubscriptionRecord
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ from azure.data.tables.aio import TableServiceClient
 
 from devtools.graphsim.client import SimControl
 from shared.events.model import Event
-from shared.events.subscriptions_registry import SubscriptionRegistry
 from shared.graph.client import build_graph_client
 from shared.graph.credentials import StaticTokenCredential
 from shared.graph.delta import DeltaReader
@@ -29,6 +28,7 @@ from shared.subscriptions.catchup import DeltaCatchup
 from shared.subscriptions.desired import parse_desired
 from shared.subscriptions.leases import LeaseStore
 from shared.subscriptions.origins import OriginStore
+from shared.subscriptions.records import SubscriptionRegistry
 from shared.subscriptions.service import SubscriptionService
 from tests.fixtures.graphsim import GRAPHSIM_TOKEN, GraphSimServer
 from tests.integration.graphsim.receiver import Receiver

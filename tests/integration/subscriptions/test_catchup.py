@@ -144,7 +144,7 @@ async def test_a_change_between_graph_creating_a_subscription_and_our_record_is_
             created.append(graphsim.create_message(mailbox, subject="in the gap")[0]["id"])
             return body
 
-    stack.service._graph = ChangeDuringCreate(stack.service._graph._gateway)  # type: ignore[attr-defined]
+    stack.service._steps.graph = ChangeDuringCreate(stack.service._steps.graph._gateway)  # type: ignore[attr-defined]
     await stack.service.reconcile()
     assert created
     assert created[0] in [e.message_id for e in stack.published.events]

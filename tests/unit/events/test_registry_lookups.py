@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from shared.errors import TransientError
-from shared.events.subscriptions_registry import RegistryConfig, SubscriptionRecord, SubscriptionRegistry
 from shared.secret import Secret
+from shared.subscriptions.records import RegistryConfig, SubscriptionRecord, SubscriptionRegistry
 
 
 class CountingTable:

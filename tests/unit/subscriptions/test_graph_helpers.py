@@ -11,7 +11,7 @@ from shared.graph.delta import DeltaTarget, is_resync
 from shared.graph.subscriptions import expiration_of
 from shared.subscriptions.catchup import delta_target
 from shared.subscriptions.desired import parse_resource
-from shared.subscriptions.service import SubscriptionView
+from shared.subscriptions.management import SubscriptionView
 
 
 def test_expiration_accepts_graphs_seven_fractional_digits() -> None:

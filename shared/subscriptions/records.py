@@ -1,4 +1,5 @@
-"""The Table-backed registry of our Graph subscriptions, and the webhook's cached clientState lookup.
+"""The Table-backed registry of our Graph subscriptions (the record store of ``shared.subscriptions``), and
+the webhook's cached clientState lookup (the webhook sees only its ``ClientStateSource`` protocol).
 
 The table is the source of truth (every scaled-out instance sees the same subscriptions); the webhook
 only keeps a short-lived in-process copy of each lookup, hits and misses alike, so a hot webhook costs a
@@ -8,13 +9,13 @@ once; other instances see them when their copy expires (``RegistryConfig.cache_s
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
+from shared.concurrency import gather_bounded
 from shared.secret import Secret
 from shared.storage import Tables, safe_key, storage_call
 
@@ -148,17 +149,11 @@ class SubscriptionRegistry:
         now = self._clock()
         unknown = [i for i in ids if not (i in self._cache and self._cache[i][0] > now)]
         refused = set(unknown[self._config.max_lookups_per_post :])  # treated as not ours, without a read
-        gate = asyncio.Semaphore(self._config.lookup_concurrency)
-
-        async def one(subscription_id: str) -> Secret | None:
-            if subscription_id in refused:
-                return None
-            async with gate:
-                return await self.client_state(subscription_id)
-
+        asked = [i for i in ids if i not in refused]
         async with storage_call("subscription lookups", self._config.lookup_timeout_seconds):
-            secrets = await asyncio.gather(*(one(i) for i in ids))
-        return dict(zip(ids, secrets, strict=True))
+            secrets = await gather_bounded(asked, self._config.lookup_concurrency, self.client_state)
+        found = dict(zip(asked, secrets, strict=True))
+        return {i: found.get(i) for i in ids}
 
     def _remember(self, subscription_id: str, secret: Secret | None) -> None:
         now = self._clock()
