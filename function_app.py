@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared.services import registry
+from shared.wiring import registry
 from triggers import maintenance, notifications, operations, subscriptions, users_api
 
 app = func.FunctionApp()

@@ -1,7 +1,7 @@
 """Users API: latency per cache tier, Graph calls saved on a Zipf workload, and a fresh process's L2 hit.
 
 Calls ``shared.api.views.get_user`` in-process with real ``azure.functions.HttpRequest`` objects and the
-app's singletons (``shared.services.registry``) wired to Azurite and to the Graph simulator, which answers
+app's singletons (``shared.wiring.registry``) wired to Azurite and to the Graph simulator, which answers
 every Graph request after a Graph-like base latency (50 ms by default). Starts and stops both itself.
 
     .venv/bin/python -m bench.api [--latency-ms 50] [--requests 20000] [--write]
@@ -31,7 +31,7 @@ from bench._stack import ROOT, SHARED_CORES_NOTE, Stack, background_note, median
 from bench.report import machine, write_section
 from shared.api import views
 from shared.api.users import USER_FIELDS
-from shared.services import GRAPH, registry
+from shared.wiring import GRAPH, registry
 
 USERS = 1000
 ZIPF_S = 1.1
@@ -175,7 +175,7 @@ import asyncio, json, sys, time
 started = time.perf_counter()
 import azure.functions as func
 from shared.api import views
-from shared.services import registry
+from shared.wiring import registry
 imported = time.perf_counter()
 
 async def main():

@@ -113,7 +113,7 @@ async def storm(connection: str, calls: int) -> list[str]:
 
     from devtools.graphsim.client import SimControl
     from shared.resilience.retry import set_testing
-    from shared.services import GRAPH, registry, settings
+    from shared.wiring import GRAPH, registry, settings
     from tests.fixtures.graphsim import GRAPHSIM_TOKEN, start_graphsim, stop_graphsim
 
     sim = start_graphsim()

@@ -6,7 +6,7 @@ the API's error shape (anything unexpected is a 500 without a trace in the body)
 invocations log and re-raise, because a raised error is how they ask the host for a retry.
 
 Together with the triggers, this is where the composition root meets the features: triggers take what
-a function needs from the registry (``shared.services``) and pass it into feature code, which never
+a function needs from the registry (``shared.wiring``) and pass it into feature code, which never
 reaches up to the registry itself.
 """
 
@@ -19,8 +19,8 @@ import azure.functions as func
 
 from shared import errors
 from shared.http import error_response, response_for
-from shared.services import registry, settings
 from shared.telemetry import configure_logging, get_logger, invocation_scope
+from shared.wiring import registry, settings
 
 log = get_logger("invocation")
 
@@ -37,8 +37,8 @@ def bootstrap_once() -> None:
     current = settings()
     configure_logging(current.log_level, current.log_format)
     if current.applicationinsights_connection_string is not None:
-        from shared.services import subscription_records
         from shared.status import start_telemetry
+        from shared.wiring import subscription_records
 
         start_telemetry(current.applicationinsights_connection_string.reveal(), subscription_records(registry))
     _bootstrapped = True

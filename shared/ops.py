@@ -34,9 +34,10 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
+from shared.container import Registry
 from shared.errors import AppError
-from shared.services import BREAKERS, CACHE, QUEUES, SUBSCRIPTIONS, Registry, registry, status_sources
 from shared.status import KNOWN_BREAKERS, WORK_QUEUES, build_status, subscriptions_section
+from shared.wiring import BREAKERS, CACHE, QUEUES, SUBSCRIPTIONS, registry, status_sources
 
 OK, NOT_FOUND, FAILED = 0, 1, 2
 

@@ -7,7 +7,7 @@ import azure.functions as func
 from shared.http import json_response
 from shared.invocation import run_http, run_timer
 from shared.maintenance import run_sweep
-from shared.services import CACHE, DEDUPE, check_health, registry
+from shared.wiring import CACHE, DEDUPE, check_health, registry
 
 bp = func.Blueprint()
 

@@ -7,7 +7,7 @@ import azure.functions as func
 from shared.events.webhook import validation_token
 from shared.http import json_response
 from shared.invocation import run_http, run_queue
-from shared.services import LIFECYCLE_PROCESSOR, PROCESSOR, WEBHOOK, registry
+from shared.wiring import LIFECYCLE_PROCESSOR, PROCESSOR, WEBHOOK, registry
 
 bp = func.Blueprint()
 

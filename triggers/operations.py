@@ -7,8 +7,8 @@ import azure.functions as func
 from shared.dashboard import HEADERS, page
 from shared.http import json_response
 from shared.invocation import run_http
-from shared.services import registry, status_sources
 from shared.status import build_status
+from shared.wiring import registry, status_sources
 
 bp = func.Blueprint()
 

@@ -9,8 +9,8 @@ import azure.functions as func
 
 from shared.api import subscriptions as views
 from shared.invocation import run_http, run_timer
-from shared.services import SUBSCRIPTIONS, registry, settings
 from shared.subscriptions.timer import run_renewal
+from shared.wiring import SUBSCRIPTIONS, registry, settings
 
 if TYPE_CHECKING:
     from shared.subscriptions.service import SubscriptionService

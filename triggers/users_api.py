@@ -6,7 +6,7 @@ import azure.functions as func
 
 from shared.api import views
 from shared.invocation import run_http
-from shared.services import DIRECTORY, registry, settings
+from shared.wiring import DIRECTORY, registry, settings
 
 bp = func.Blueprint()
 

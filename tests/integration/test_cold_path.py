@@ -17,7 +17,7 @@ SCRIPT = """
 import asyncio, json, sys
 import azure.functions as func
 from shared.api import views
-from shared.services import DIRECTORY, registry, settings
+from shared.wiring import DIRECTORY, registry, settings
 
 async def main():
     request = func.HttpRequest("GET", "http://x/api/users/{uid}", headers={{}}, params={{}},

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from devtools.azurite import Azurite
-from shared.services import check_health, registry
+from shared.wiring import check_health, registry
 
 
 @pytest.fixture(name="own_azurite")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import services
+from shared import wiring
 from shared.errors import ConfigurationError
 from shared.secret import Secret
 from shared.settings import Settings, settings_table
@@ -156,7 +156,7 @@ def test_feature_checks_run_in_the_wiring_and_join_the_readers_problems(monkeypa
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError, match="GRAPH_SUBSCRIPTIONS"):
-        services.SETTINGS.factory()
+        wiring.SETTINGS.factory()
 
 
 def test_each_setting_is_declared_once_with_a_type_its_parser_gives() -> None:

@@ -1,4 +1,4 @@
-"""Storage clients on the session's Azurite, built like shared/services.py builds them, with per-test names."""
+"""Storage clients on the session's Azurite, built like shared/wiring.py builds them, with per-test names."""
 
 from __future__ import annotations
 

@@ -27,8 +27,8 @@ from shared.events.handlers import FORWARD_HANDLER, EventForwarder, ForwardingCo
 from shared.events.model import Event
 from shared.events.notifications import encode_envelope
 from shared.events.processor import HandlersFailedError, NotificationProcessor, ProcessorConfig, ProcessResult
-from shared.services import STORAGE_CLIENT_OPTIONS
 from shared.storage import OutageWait, Queues, Tables
+from shared.wiring import STORAGE_CLIENT_OPTIONS
 from tests.unit.events import samples
 
 pytestmark = pytest.mark.integration

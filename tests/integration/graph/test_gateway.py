@@ -12,7 +12,7 @@ import pytest
 from devtools.graphsim.client import SimControl
 from shared import errors
 from shared.graph.gateway import DIRECTORY, GraphGateway
-from shared.services import BREAKERS, GRAPH, registry
+from shared.wiring import BREAKERS, GRAPH, registry
 from tests.fixtures.graphsim import GRAPHSIM_TOKEN, GraphSimServer
 
 USER_ROUTE = "GET /users/{id}"

@@ -17,9 +17,9 @@ from devtools.azurite import ACCOUNT_KEY, connection_string, free_port
 from shared.cache import CacheKey
 from shared.events.poison import peek_poison, write_poison
 from shared.ops import run
-from shared.services import BREAKERS, CACHE, QUEUES, SUBSCRIPTIONS, registry
 from shared.subscriptions.management import SubscriptionView
 from shared.subscriptions.renewal import RenewResult
+from shared.wiring import BREAKERS, CACHE, QUEUES, SUBSCRIPTIONS, registry
 
 pytestmark = pytest.mark.integration
 

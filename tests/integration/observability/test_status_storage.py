@@ -8,9 +8,9 @@ import pytest
 
 from shared.events.poison import write_poison
 from shared.secret import Secret
-from shared.services import BREAKERS, QUEUES, SUBSCRIPTION_REGISTRY, registry, status_sources
 from shared.status import WORK_QUEUES, build_status
 from shared.subscriptions.records import SubscriptionRecord
+from shared.wiring import BREAKERS, QUEUES, SUBSCRIPTION_REGISTRY, registry, status_sources
 
 pytestmark = pytest.mark.integration
 

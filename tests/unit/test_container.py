@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shared.services import Registry, Service
+from shared.container import Registry, Service
 
 
 class Client:
