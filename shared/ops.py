@@ -36,7 +36,8 @@ from azure.core.exceptions import AzureError
 
 from shared.container import Registry
 from shared.errors import AppError
-from shared.status import KNOWN_BREAKERS, WORK_QUEUES, build_status, subscriptions_section
+from shared.names import GRAPH_BREAKERS, WORK_QUEUES
+from shared.status import build_status, subscriptions_section
 from shared.wiring import BREAKERS, CACHE, QUEUES, SUBSCRIPTIONS, registry, status_sources
 
 OK, NOT_FOUND, FAILED = 0, 1, 2
@@ -62,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     renew.add_argument("subscription_id", nargs="?")
     breaker = commands.add_parser("breaker", help="isolate or reset a circuit breaker")
     breaker.add_argument("action", choices=["isolate", "reset"])
-    breaker.add_argument("key", help=f"a breaker key, e.g. {', '.join(KNOWN_BREAKERS)}")
+    breaker.add_argument("key", help=f"a breaker key, e.g. {', '.join(GRAPH_BREAKERS)}")
     cache = commands.add_parser("cache", help="invalidate cache entries")
     cache.add_argument("action", choices=["invalidate"])
     target = cache.add_mutually_exclusive_group(required=True)

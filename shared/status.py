@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared import __version__, metrics
+from shared.names import GRAPH_BREAKERS, POISON_SUFFIX, WORK_QUEUES
 from shared.telemetry import get_logger, redact
 
 if TYPE_CHECKING:  # the breaker package (and tenacity, azure.core) stays off the import path of the app
@@ -28,9 +29,6 @@ if TYPE_CHECKING:  # the breaker package (and tenacity, azure.core) stays off th
 T = TypeVar("T")
 log = get_logger("status")
 
-# The gateway's breaker keys (shared.graph.gateway, which this module must not import: it loads msgraph).
-KNOWN_BREAKERS = ("graph-directory", "graph-mail", "graph-subscriptions")
-WORK_QUEUES = ("graph-notifications", "graph-lifecycle", "graph-events")
 SECTION_TIMEOUT_SECONDS = 5.0
 MAX_ERROR_CHARS = 300
 
@@ -68,7 +66,7 @@ def _breaker(snapshot: BreakerSnapshot) -> dict[str, Any]:
 async def breakers_section(sources: StatusSources) -> list[dict[str, Any]]:
     """Every known breaker (whether or not this instance used it yet) as the shared state row says."""
     breakers = await sources.breakers()
-    return [_breaker(await breakers.get(key).snapshot()) for key in KNOWN_BREAKERS]
+    return [_breaker(await breakers.get(key).snapshot()) for key in GRAPH_BREAKERS]
 
 
 async def subscriptions_section(sources: StatusSources) -> list[dict[str, Any]]:
@@ -97,7 +95,7 @@ async def _queue(queues: Queues, name: str) -> dict[str, Any]:
     age = (datetime.now(UTC) - inserted).total_seconds() if inserted is not None else None
     return {
         "name": name,
-        "poison": name.endswith("-poison"),
+        "poison": name.endswith(POISON_SUFFIX),
         "depth": properties.approximate_message_count,
         "oldest_age_seconds": None if age is None else max(0, round(age)),
     }
@@ -105,7 +103,7 @@ async def _queue(queues: Queues, name: str) -> dict[str, Any]:
 
 async def queues_section(sources: StatusSources) -> list[dict[str, Any]]:
     """Approximate depth and age of the oldest message of each work queue and its poison queue."""
-    names = [n for queue in WORK_QUEUES for n in (queue, f"{queue}-poison")]
+    names = [n for queue in WORK_QUEUES for n in (queue, f"{queue}{POISON_SUFFIX}")]
     queues = await sources.queues()
     return list(await asyncio.gather(*(_queue(queues, name) for name in names)))
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.container import Registry, Service
+from shared.names import BREAKERS_TABLE
 from shared.settings import Settings
 from shared.startup_checks import read_settings
 from shared.storage import Queues, Tables
@@ -176,7 +177,7 @@ async def _make_breakers() -> BreakerRegistry:
     tables = await registry.get(TABLES)
     # The table is opened on first use: a cold instance with Storage down still builds its breakers, and
     # the outage is handled by BREAKER_STORAGE_OUTAGE like any other (never a raw 500).
-    store = TableBreakerStore(lambda: tables.get("breakers"), timeout=policy.storage_timeout_seconds)
+    store = TableBreakerStore(lambda: tables.get(BREAKERS_TABLE), timeout=policy.storage_timeout_seconds)
     return BreakerRegistry(store, policy, listeners=[BreakerMetrics()])
 
 

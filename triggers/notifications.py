@@ -7,12 +7,10 @@ import azure.functions as func
 from shared.events.webhook import validation_token
 from shared.http import json_response
 from shared.invocation import run_http, run_queue
+from shared.names import LIFECYCLE_QUEUE, NOTIFICATIONS_QUEUE
 from shared.wiring import LIFECYCLE_PROCESSOR, PROCESSOR, WEBHOOK, registry
 
 bp = func.Blueprint()
-
-NOTIFICATIONS_QUEUE = "graph-notifications"
-LIFECYCLE_QUEUE = "graph-lifecycle"
 
 
 async def _webhook(req: func.HttpRequest) -> func.HttpResponse:

@@ -29,6 +29,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from shared.cache.codec import CorruptEntryError, unpack
 from shared.cache.entry import Entry
 from shared.cache.keys import GENERATION_PREFIX, CacheKey, group_address
+from shared.names import CACHE_TABLE
 from shared.storage import storage_call, unavailable
 from shared.telemetry import get_logger
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 log = get_logger("cache.table")
 
-DEFAULT_TABLE = "cache"
+DEFAULT_TABLE = CACHE_TABLE
 TRANSACTION_LIMIT = 100
 KIND_VALUE = "value"
 KIND_NEGATIVE = "negative"

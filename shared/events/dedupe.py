@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.errors import StorageUnavailableError
+from shared.names import DEDUPE_TABLE
 from shared.storage import Tables, safe_key
 from shared.telemetry import get_logger
 
@@ -44,7 +45,7 @@ _RUNNING, _DONE = "running", "done"
 class DedupeConfig:
     """Marker table and lifetimes."""
 
-    table: str = "dedupe"
+    table: str = DEDUPE_TABLE
     # The Storage queue's default message TTL: any copy of a message still around finds its markers.
     ttl: timedelta = timedelta(days=7)
     # A claim's lease is the handler's timeout plus this margin (the bus enforces the timeout).

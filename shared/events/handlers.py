@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from shared.errors import StorageUnavailableError
 from shared.events.bus import EventBus
 from shared.events.model import Event
+from shared.names import EVENTS_QUEUE
 from shared.storage import QUEUE_MESSAGE_MAX_TEXT_BYTES, Queues
 from shared.telemetry import get_logger
 
@@ -71,7 +72,7 @@ Enricher = Callable[[Event], Awaitable[Mapping[str, Any] | None]]
 class ForwardingConfig:
     """Where events go, and whether they are enriched (off by default: it costs a Graph call each)."""
 
-    queue: str = "graph-events"
+    queue: str = EVENTS_QUEUE
     enrich: bool = False
 
 

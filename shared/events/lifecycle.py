@@ -20,6 +20,7 @@ from typing import Literal, Protocol
 from shared.errors import InvalidInputError
 from shared.events.batch import BatchConfig, BatchFailedError, BatchProcessor, BatchResult
 from shared.events.notifications import LifecycleNotification, Notification, QueueEnvelope
+from shared.names import LIFECYCLE_QUEUE
 from shared.storage import Queues
 from shared.telemetry import get_logger
 
@@ -59,7 +60,7 @@ class LoggingLifecycleReactions:
 
 @dataclass(frozen=True)
 class LifecycleConfig(BatchConfig):
-    queue: str = "graph-lifecycle"
+    queue: str = LIFECYCLE_QUEUE
     item_concurrency: int = 8  # reactions of one message in flight at once (each may call Graph, take leases)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.errors import StorageUnavailableError
 from shared.events.notifications import encode_envelope
+from shared.names import POISON_SUFFIX
 from shared.storage import QUEUE_MESSAGE_MAX_TEXT_BYTES, Queues
 from shared.telemetry import get_logger
 
@@ -28,7 +29,7 @@ PEEK_LIMIT = 32  # the Queue service returns at most 32 messages per peek/receiv
 
 def poison_queue_name(queue: str) -> str:
     """The host's naming rule for a queue's poison queue."""
-    return f"{queue}-poison"
+    return f"{queue}{POISON_SUFFIX}"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from shared.errors import InvalidInputError, TransientError
 from shared.events.batch import BatchConfig, BatchFailedError, BatchProcessor, BatchResult
 from shared.events.dispatch import ExactlyOnceDispatcher
 from shared.events.notifications import ChangeNotification, LifecycleNotification, Notification, QueueEnvelope
+from shared.names import NOTIFICATIONS_QUEUE
 from shared.storage import Queues
 from shared.telemetry import get_logger
 
@@ -39,7 +40,7 @@ ItemOutcome = Literal["published", "duplicate", "poisoned", "failed"]
 
 @dataclass(frozen=True)
 class ProcessorConfig(BatchConfig):
-    queue: str = "graph-notifications"
+    queue: str = NOTIFICATIONS_QUEUE
     item_concurrency: int = 16  # items of one message processed at once (each costs a few table calls)
 
 

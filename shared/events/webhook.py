@@ -36,6 +36,7 @@ from shared.events.notifications import (
     parse_body,
     parse_item,
 )
+from shared.names import LIFECYCLE_QUEUE, NOTIFICATIONS_QUEUE
 from shared.secret import Secret
 from shared.storage import QUEUE_MESSAGE_MAX_BYTES, Queues, storage_call
 from shared.telemetry import get_logger
@@ -53,8 +54,8 @@ _TOKEN_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 class WebhookConfig:
     """Tunables of the webhook path; defaults follow Graph's and Storage's documented limits."""
 
-    notifications_queue: str = "graph-notifications"
-    lifecycle_queue: str = "graph-lifecycle"
+    notifications_queue: str = NOTIFICATIONS_QUEUE
+    lifecycle_queue: str = LIFECYCLE_QUEUE
     max_message_bytes: int = QUEUE_MESSAGE_MAX_BYTES  # measured after base64 (host.json encoding)
     max_validation_token_chars: int = 1024
     persist_timeout_seconds: float = 2.0  # leaves room inside Graph's ~3 s acknowledgement budget

@@ -28,6 +28,7 @@ from msgraph import GraphServiceClient
 from shared import metrics
 from shared.errors import CircuitOpenError, TransientError, UnavailableError
 from shared.graph.responses import TRANSPORT_ERRORS, json_body, transport_error
+from shared.names import DIRECTORY_BREAKER, MAIL_BREAKER, SUBSCRIPTIONS_BREAKER
 from shared.resilience.breaker import BreakerRegistry
 from shared.resilience.limits import KeyedLimiter
 from shared.resilience.retry import OnRetry, RetryPolicy, call_with_retry
@@ -35,10 +36,8 @@ from shared.telemetry import get_logger
 
 log = get_logger("graph")
 
-# Breaker keys per Graph workload: an Outlook outage must not block directory reads, and vice versa.
-DIRECTORY = "graph-directory"
-MAIL = "graph-mail"
-SUBSCRIPTIONS = "graph-subscriptions"
+# Breaker keys per Graph workload (shared.names): an Outlook outage must not block directory reads.
+DIRECTORY, MAIL, SUBSCRIPTIONS = DIRECTORY_BREAKER, MAIL_BREAKER, SUBSCRIPTIONS_BREAKER
 
 
 def native_request(query: Any = None) -> RequestConfiguration[Any]:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from shared.errors import AppError, UnavailableError
 from shared.events.model import Event, change_identity, event_type
 from shared.graph.delta import DeltaReader, DeltaResyncRequired, DeltaTarget
+from shared.names import DELTA_LINKS_TABLE
 from shared.storage import Tables, hashed_key, safe_key
 from shared.subscriptions.clock import Clock, utcnow
 from shared.subscriptions.desired import ResourceSpec, parse_resource
@@ -61,7 +62,7 @@ class CatchupConfig:
     - ``lease`` (10 min): how long one worker may own a resource's round before another may take over.
     """
 
-    table: str = "deltalinks"
+    table: str = DELTA_LINKS_TABLE
     publish_on_resync: bool = True
     lease: timedelta = timedelta(minutes=10)
     # A publishing round longer than this pauses at a page boundary (progress is saved after every page),

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import StorageUnavailableError
+from shared.names import LEASES_TABLE
 from shared.storage import Tables, safe_key
 from shared.subscriptions.clock import Clock, utcnow
 
@@ -38,7 +39,7 @@ class Lease:
 class LeaseStore:
     """``hold(name, duration)`` yields True when this worker holds the lease, False when another does."""
 
-    def __init__(self, tables: Tables, clock: Clock = utcnow, *, table: str = "leases") -> None:
+    def __init__(self, tables: Tables, clock: Clock = utcnow, *, table: str = LEASES_TABLE) -> None:
         self._tables = tables
         self._table_name = table
         self._clock = clock

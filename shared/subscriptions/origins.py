@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared.names import ORIGINS_TABLE
 from shared.storage import Tables, safe_key
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class OriginRow:
 class OriginStore:
     """get/put/delete one subscription's origin; ``desired_for(resource)`` lists the reconcile-owned ones."""
 
-    def __init__(self, tables: Tables, *, table: str = "subscriptionorigins") -> None:
+    def __init__(self, tables: Tables, *, table: str = ORIGINS_TABLE) -> None:
         self._tables = tables
         self._table_name = table
 

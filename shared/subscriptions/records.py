@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from shared.concurrency import gather_bounded
+from shared.names import SUBSCRIPTIONS_TABLE
 from shared.secret import Secret
 from shared.storage import Tables, safe_key, storage_call
 
@@ -31,7 +32,7 @@ _PARTITION = "subscription"  # a few hundred rows at most: one partition lists t
 class RegistryConfig:
     """Where the registry lives and how long the webhook trusts its in-process copy."""
 
-    table: str = "subscriptions"
+    table: str = SUBSCRIPTIONS_TABLE
     cache_seconds: float = 30.0  # how stale another instance's view of a change may be
     # Misses are not cached by default: a subscription created a moment ago (by any instance) must be known
     # to every instance at once; random ids are bounded per POST (max_lookups_per_post) instead.

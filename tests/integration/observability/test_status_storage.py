@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.events.poison import write_poison
+from shared.names import WORK_QUEUES
 from shared.secret import Secret
-from shared.status import WORK_QUEUES, build_status
+from shared.status import build_status
 from shared.subscriptions.records import SubscriptionRecord
 from shared.wiring import BREAKERS, QUEUES, SUBSCRIPTION_REGISTRY, registry, status_sources
 

@@ -11,13 +11,14 @@ import pytest
 from shared import metrics
 from shared.dashboard import HEADERS, page
 from shared.graph import gateway
+from shared.names import GRAPH_BREAKERS
 from shared.ops import load_settings_file, parser
-from shared.status import KNOWN_BREAKERS, process_section
+from shared.status import process_section
 
 
 def test_known_breakers_are_the_gateways_keys() -> None:
     """The status page lists exactly the breakers the Graph gateway uses."""
-    assert set(KNOWN_BREAKERS) == {gateway.DIRECTORY, gateway.MAIL, gateway.SUBSCRIPTIONS}
+    assert set(GRAPH_BREAKERS) == {gateway.DIRECTORY, gateway.MAIL, gateway.SUBSCRIPTIONS}
 
 
 def test_process_section_reports_graph_outcomes_and_throttling() -> None:
