@@ -30,7 +30,7 @@ import azure.functions as func
 from bench._stack import ROOT, SHARED_CORES_NOTE, Stack, background_note, median, percentile, running_stack, verdict
 from bench.report import machine, write_section
 from shared.api import views
-from shared.api.users import USER_FIELDS
+from shared.directory import USER_FIELDS
 from shared.wiring import GRAPH, registry
 
 USERS = 1000

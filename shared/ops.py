@@ -110,7 +110,7 @@ async def _renew(services: Registry, subscription_id: str | None) -> tuple[int, 
 
 async def _invalidate(services: Registry, key: Sequence[str] | None, group: str | None) -> dict[str, Any]:
     # The adapter applies the same normalisation as the notification handlers, so both hit the same rows.
-    from shared.api.users import CacheInvalidationAdapter
+    from shared.directory import CacheInvalidationAdapter
 
     cache = CacheInvalidationAdapter(await services.get(CACHE))
     if key is not None:

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
     from azure.storage.queue.aio import QueueServiceClient
 
-    from shared.api.users import DirectoryApi, GraphReads
+    from shared.api.users import DirectoryApi
     from shared.cache import CacheManager, CachePolicy
+    from shared.directory import GraphReads
     from shared.events.dedupe import DedupeStore
     from shared.events.dispatch import ExactlyOnceDispatcher
     from shared.events.lifecycle import LifecycleProcessor, LifecycleReactions
@@ -107,6 +108,7 @@ QUEUES: Service[Queues] = Service("queues", _make_queues)
 def cache_policy(current: Settings) -> CachePolicy:
     """Users and message pages get their own freshness; stale-and-refresh runs up to 4x the TTL."""
     from shared.cache import CachePolicy, Freshness
+    from shared.directory import ALIASES_NAMESPACE, MESSAGES_NAMESPACE, USERS_NAMESPACE
 
     def freshness(ttl: float) -> Freshness:
         return Freshness(
@@ -122,7 +124,11 @@ def cache_policy(current: Settings) -> CachePolicy:
         l1_ttl=current.cache_l1_ttl_seconds,
         generation_ttl=current.cache_l1_ttl_seconds,
         freshness=users,
-        namespaces={"users": users, "aliases": users, "messages": freshness(current.cache_messages_ttl_seconds)},
+        namespaces={
+            USERS_NAMESPACE: users,
+            ALIASES_NAMESPACE: users,
+            MESSAGES_NAMESPACE: freshness(current.cache_messages_ttl_seconds),
+        },
     )
 
 
@@ -263,7 +269,7 @@ async def _make_webhook() -> NotificationWebhook:
 
 async def _make_dispatcher() -> ExactlyOnceDispatcher:
     """The event bus with the built-in handlers, behind per-handler dedupe markers."""
-    from shared.api.users import CacheInvalidationAdapter, enrich_event
+    from shared.directory import CACHE_NAMES, CacheInvalidationAdapter, enrich_event
     from shared.events.bus import EventBus
     from shared.events.dispatch import ExactlyOnceDispatcher
     from shared.events.handlers import EventForwarder, ForwardingConfig, register_builtin_handlers
@@ -283,6 +289,7 @@ async def _make_dispatcher() -> ExactlyOnceDispatcher:
         bus,
         cache=CacheInvalidationAdapter(await registry.get(CACHE)),
         forwarder=EventForwarder(queues, forwarding, enricher if current.forward_enrich else None),
+        cache_names=CACHE_NAMES,  # the domain's names, not a second copy that must happen to agree
     )
     return ExactlyOnceDispatcher(bus, await registry.get(DEDUPE))
 

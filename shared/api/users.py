@@ -1,11 +1,5 @@
-"""Users and mail, served through the two-tier cache in front of the resilient Graph gateway.
-
-Cache layout (the notification handlers invalidate by these names, see ``CACHE_NAMES``):
-- ``users`` / ``user:{guid}``, group ``user:{guid}``: the stable user shape;
-- ``aliases`` / ``{upn}``: userPrincipalName → guid, so every other entry is keyed by the immutable guid
-  and a notification (which names the guid) reaches entries requested by UPN too;
-- ``messages`` / ``{guid}|{position}|{top}|{fields}``, group ``messages:{guid}``: one page of a mailbox;
-  ``position`` is ``0`` (first page), a v1 cursor's ``$skip``, or ``q`` + a hash of the nextLink query.
+"""Users and mail, served through the two-tier cache in front of the resilient Graph gateway (the cache
+layout and the user's shape belong to the directory domain, ``shared/directory.py``).
 
 ``X-Cache`` tells the truth about Graph: a by-UPN request whose alias had to be resolved made a Graph
 call, so it is a ``miss`` even when the user or page itself came from the cache.
@@ -16,64 +10,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
-from shared.api.params import DEFAULT_MESSAGE_FIELDS, PageRequest, UserId, encode_cursor, is_continuation
+from shared.api.params import PageRequest, UserId, encode_cursor, is_continuation
 from shared.cache import CacheKey, CacheManager, CacheResult, Source
-from shared.errors import InvalidInputError, NotFoundError, UnavailableError
-from shared.events.handlers import CacheNames
-from shared.events.model import Event
+from shared.directory import (
+    ALIASES_NAMESPACE,
+    CACHE_NAMES,
+    MESSAGES_NAMESPACE,
+    USER_FIELDS,
+    GraphReads,
+    shape_user,
+    user_key,
+)
+from shared.errors import InvalidInputError, NotFoundError
 from shared.telemetry import get_logger
 
 log = get_logger("api.users")
-
-USER_FIELDS = (
-    "id",
-    "displayName",
-    "givenName",
-    "surname",
-    "userPrincipalName",
-    "mail",
-    "jobTitle",
-    "department",
-    "officeLocation",
-    "mobilePhone",
-    "businessPhones",
-    "preferredLanguage",
-)
-CACHE_NAMES = CacheNames(
-    users_namespace="users", user_key="user:{user_id}", user_group="user:{user_id}", messages_group="messages:{user_id}"
-)
-
-
-class GraphReads(Protocol):
-    """The Graph calls this module needs (``shared.graph.gateway.GraphGateway`` provides them)."""
-
-    async def get_user(self, user_id: str, select: list[str] | None = None) -> dict[str, Any]: ...
-
-    async def list_messages(
-        self, user_id: str, *, top: int, select: list[str], skip: int = 0, continuation: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]: ...
-
-    async def get_message(self, user_id: str, message_id: str, select: list[str]) -> dict[str, Any]: ...
-
-
-def shape_user(raw: dict[str, Any]) -> dict[str, Any]:
-    """Always the same keys, whatever Graph included; ``businessPhones`` is always a list."""
-    user = {name: raw.get(name) for name in USER_FIELDS}
-    phones = user["businessPhones"]
-    user["businessPhones"] = [p for p in phones if isinstance(p, str)] if isinstance(phones, list) else []
-    if not isinstance(user["id"], str):
-        raise UnavailableError("Graph returned a user without an id")
-    return user
-
-
-def user_key(guid: str) -> CacheKey:
-    return CacheKey(
-        CACHE_NAMES.users_namespace,
-        CACHE_NAMES.user_key.format(user_id=guid),
-        CACHE_NAMES.user_group.format(user_id=guid),
-    )
 
 
 class DirectoryApi:
@@ -102,7 +55,9 @@ class DirectoryApi:
             prefetched["user"] = shaped
             return {"id": shaped["id"].lower()}
 
-        alias: CacheResult[dict[str, Any]] = await self._cache.get_or_set(CacheKey("aliases", user.value), resolve)
+        alias: CacheResult[dict[str, Any]] = await self._cache.get_or_set(
+            CacheKey(ALIASES_NAMESPACE, user.value), resolve
+        )
         guid = alias.value.get("id")
         if not isinstance(guid, str):
             raise NotFoundError("user not found")
@@ -131,7 +86,7 @@ class DirectoryApi:
         else:
             position = str(page.skip)
         key = CacheKey(
-            "messages",
+            MESSAGES_NAMESPACE,
             f"{guid}|{position}|{page.top}|{','.join(page.fields)}",
             CACHE_NAMES.messages_group.format(user_id=guid),
         )
@@ -158,28 +113,3 @@ def _with_alias_source(result: CacheResult[dict[str, Any]], alias_source: Source
     if alias_source is not None and alias_source not in hits and result.source in hits:
         return dataclasses.replace(result, source=alias_source)
     return result
-
-
-async def enrich_event(graph: GraphReads, event: Event) -> dict[str, Any] | None:
-    """The changed resource for forwarded events (``FORWARD_ENRICH``); nothing for deletions."""
-    if event.user_id is None or event.change_type == "deleted":
-        return None
-    if event.type.startswith("users."):
-        return shape_user(await graph.get_user(event.user_id, select=list(USER_FIELDS)))
-    if event.type.startswith("messages.") and event.message_id is not None:
-        message = await graph.get_message(event.user_id, event.message_id, select=list(DEFAULT_MESSAGE_FIELDS))
-        return {name: message.get(name) for name in DEFAULT_MESSAGE_FIELDS}
-    return None
-
-
-class CacheInvalidationAdapter:
-    """The notification handlers' view of the cache (``shared.events.handlers.CacheInvalidation``)."""
-
-    def __init__(self, cache: CacheManager) -> None:
-        self._cache = cache
-
-    async def invalidate_key(self, namespace: str, key: str) -> None:
-        await self._cache.invalidate(CacheKey(namespace, key.lower()))
-
-    async def invalidate_group(self, group: str) -> None:
-        await self._cache.invalidate_group(group.lower())
