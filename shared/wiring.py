@@ -82,12 +82,8 @@ def _make_queue_service() -> QueueServiceClient:
     )
 
 
-async def _close_client(client: Any) -> None:
-    await client.close()
-
-
-TABLE_SERVICE: Service[TableServiceClient] = Service("table_service", _make_table_service, _close_client)
-QUEUE_SERVICE: Service[QueueServiceClient] = Service("queue_service", _make_queue_service, _close_client)
+TABLE_SERVICE: Service[TableServiceClient] = Service("table_service", _make_table_service, lambda c: c.close())
+QUEUE_SERVICE: Service[QueueServiceClient] = Service("queue_service", _make_queue_service, lambda c: c.close())
 
 
 async def _make_tables() -> Tables:
@@ -217,21 +213,10 @@ async def _make_gateway() -> GraphGateway:
     )
 
 
-async def _close_cache(cache: CacheManager) -> None:
-    await cache.aclose()
-
-
-async def _close_breakers(breakers: BreakerRegistry) -> None:
-    await breakers.flush()
-
-
-async def _close_gateway(gateway: GraphGateway) -> None:
-    await gateway.aclose()
-
-
-CACHE: Service[CacheManager] = Service("cache", _make_cache, _close_cache)
-BREAKERS: Service[BreakerRegistry] = Service("breakers", _make_breakers, _close_breakers)
-GRAPH: Service[GraphGateway] = Service("graph", _make_gateway, _close_gateway)
+CACHE: Service[CacheManager] = Service("cache", _make_cache, lambda cache: cache.aclose())
+# Breakers have no connections of their own; closing writes this instance's last counts.
+BREAKERS: Service[BreakerRegistry] = Service("breakers", _make_breakers, lambda breakers: breakers.flush())
+GRAPH: Service[GraphGateway] = Service("graph", _make_gateway, lambda gateway: gateway.aclose())
 
 
 async def _make_directory() -> DirectoryApi:
@@ -348,10 +333,9 @@ async def _make_subscriptions() -> SubscriptionService:
             raise TransientError(f"handlers {', '.join(result.failed)} failed for {event.type}", service="events")
 
     leases = LeaseStore(tables)
-    subscriptions: SubscriptionRegistry = await registry.get(SUBSCRIPTION_REGISTRY)
     return SubscriptionService(
         GraphSubscriptions(gateway),
-        subscriptions,
+        await registry.get(SUBSCRIPTION_REGISTRY),
         OriginStore(tables),
         leases,
         DeltaCatchup(DeltaReader(gateway), tables, leases, publish),
