@@ -28,6 +28,7 @@ from devtools.graphsim.client import SimControl
 from devtools.processes import stop_process
 from devtools.run import load_values
 from tests.fixtures.graphsim import start_graphsim, stop_graphsim
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -128,15 +129,6 @@ def _run_command(tmp_path: Path) -> Iterator[Callable[..., RunCommand]]:
                 child.kill()
 
 
-def _wait(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
-
-
 def _queued_events(storage: str) -> int:
     with QueueClient.from_connection_string(storage, "graph-events") as queue:
         try:
@@ -152,11 +144,11 @@ def test_run_on_another_port_subscribes_itself_there(run_command: Callable[..., 
     urls = run.started()
     assert urls["webhook"] == f"{run.base_url}/api"
     with SimControl(urls["graph"].removesuffix("/v1.0")) as sim:
-        subscriptions = _wait(lambda: len(sim.subscriptions()) == 2 and sim.subscriptions())
+        subscriptions = wait_until(lambda: len(sim.subscriptions()) == 2 and sim.subscriptions())
         assert subscriptions, "the app did not subscribe itself"
         assert {s["notificationUrl"] for s in subscriptions} == {f"{run.base_url}/api/notifications"}
         sim.update_user(MAILBOX, jobTitle="Port Tester")
-        assert _wait(lambda: _queued_events(urls["storage"]) > 0), "no event reached graph-events"
+        assert wait_until(lambda: _queued_events(urls["storage"]) > 0), "no event reached graph-events"
 
 
 @pytest.mark.parametrize("how", ["--graph-url", "GRAPH_BASE_URL"])
@@ -180,7 +172,7 @@ def test_run_targets_an_external_graph(run_command: Callable[..., RunCommand], h
             assert response.status_code == 200, response.text
             assert response.json()["id"] == MAILBOX
             assert sim.count("GET /users/{id}") > reads_before
-            assert _wait(lambda: len(sim.subscriptions()) == 2), "the app did not subscribe itself there"
+            assert wait_until(lambda: len(sim.subscriptions()) == 2), "the app did not subscribe itself there"
     finally:
         stop_graphsim(external.process)
 
@@ -203,13 +195,13 @@ def test_azurite_dying_is_reported_and_restarted_with_its_data(run_command: Call
     run = run_command()
     run.started()
     with httpx.Client(base_url=run.base_url, headers={"x-functions-key": "local-master-key"}, timeout=30) as admin:
-        status = _wait(lambda: _status_with_subscriptions(admin, 2))
+        status = wait_until(lambda: _status_with_subscriptions(admin, 2))
         assert status, "the app did not subscribe itself"
         subscription_ids = [s["id"] for s in status["subscriptions"]]
         queue_names = [q["name"] for q in status["queues"]]
         # What was written in the last 5 s before a crash is lost (Azurite's autosave): wait until it is on disk.
-        assert _wait(lambda: _saved_on_disk(run.data_dir, "table", subscription_ids), 20)
-        assert _wait(lambda: _saved_on_disk(run.data_dir, "queue", queue_names), 20)
+        assert wait_until(lambda: _saved_on_disk(run.data_dir, "table", subscription_ids), 20)
+        assert wait_until(lambda: _saved_on_disk(run.data_dir, "queue", queue_names), 20)
         [azurite] = run.children("azurite")
         azurite.send_signal(signal.SIGKILL)
         run.wait_for(r"^!! Azurite stopped unexpectedly .*restarting it on the same ports and data folder", 30)
@@ -217,7 +209,7 @@ def test_azurite_dying_is_reported_and_restarted_with_its_data(run_command: Call
         [restarted] = run.children("azurite")
         assert restarted.pid != azurite.pid
         # The app's clients reconnect on their next calls; a status read right after may still see the gap.
-        status = _wait(lambda: (doc := admin.get("/api/status").json()) and not doc["errors"] and doc, 20)
+        status = wait_until(lambda: (doc := admin.get("/api/status").json()) and not doc["errors"] and doc, 20)
         assert status, admin.get("/api/status").json()["errors"]
         assert sorted(s["id"] for s in status["subscriptions"]) == sorted(subscription_ids)
     assert run.process.poll() is None

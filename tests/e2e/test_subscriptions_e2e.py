@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import httpx
 import pytest
 
@@ -13,15 +9,7 @@ from devtools.azurite import free_port
 from devtools.graphsim.client import SimControl
 from tests.e2e.conftest import RunningApp, StartApp
 from tests.e2e.pipeline import EventSink
-
-
-def _wait(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
+from tests.waiting import wait_until
 
 
 def _self_subscribing_app(start_app: StartApp, graphsim: SimControl, mailbox: str) -> RunningApp:
@@ -42,7 +30,7 @@ def test_app_subscribes_itself_at_start_and_notifications_flow(start_app: StartA
     its own webhook) and a change in Graph arrives downstream as an event within seconds."""
     user = graphsim.users()[0]
     app = _self_subscribing_app(start_app, graphsim, user["id"])
-    subscriptions = _wait(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
+    subscriptions = wait_until(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
     assert sorted(s["resource"] for s in subscriptions) == sorted(["users", f"users/{user['id']}/messages"])
 
     graphsim.update_user(user["id"], jobTitle="Chief Tester")
@@ -56,7 +44,7 @@ def test_management_api_lists_creates_renews_deletes_without_client_state(
     """Admins manage subscriptions over HTTP; no response ever contains a clientState."""
     user = graphsim.users()[1]
     app = _self_subscribing_app(start_app, graphsim, user["id"])
-    _wait(lambda: len(graphsim.subscriptions()) == 2)
+    wait_until(lambda: len(graphsim.subscriptions()) == 2)
     with _admin(app) as admin:
         created = admin.post("/api/subscriptions", json={"resource": f"users/{user['id']}", "changeType": "updated"})
         assert created.status_code == 201, created.text
@@ -107,12 +95,12 @@ def test_removed_subscription_is_recreated_and_the_gap_is_caught_up(start_app: S
     gone reach downstream once through delta catch-up, and a new subscription exists."""
     user = graphsim.users()[2]
     app = _self_subscribing_app(start_app, graphsim, user["id"])
-    subscriptions = _wait(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
+    subscriptions = wait_until(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
     mailbox = next(s for s in subscriptions if s["resource"].endswith("/messages"))
 
     graphsim.lifecycle(mailbox["id"], "subscriptionRemoved")  # Graph drops it and tells us
     missed = graphsim.create_message(user["id"], count=3)  # nobody is subscribed to these now
-    recreated = _wait(
+    recreated = wait_until(
         lambda: [
             s for s in graphsim.subscriptions() if s["resource"].endswith("/messages") and s["id"] != mailbox["id"]
         ]
@@ -127,10 +115,10 @@ def test_reauthorization_required_reauthorizes(start_app: StartApp, graphsim: Si
     """A reauthorizationRequired lifecycle event leads to a reauthorize call to Graph for that subscription."""
     user = graphsim.users()[3]
     _self_subscribing_app(start_app, graphsim, user["id"])
-    subscriptions = _wait(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
+    subscriptions = wait_until(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
     graphsim.lifecycle(subscriptions[0]["id"], "reauthorizationRequired")
     path = rf"^/subscriptions/{subscriptions[0]['id']}/reauthorize$"
-    assert _wait(lambda: graphsim.requests(path_regex=path, method="POST"), timeout=20)
+    assert wait_until(lambda: graphsim.requests(path_regex=path, method="POST"), timeout=20)
 
 
 def test_catch_up_overlapping_live_notifications_has_no_double_effects(
@@ -140,7 +128,7 @@ def test_catch_up_overlapping_live_notifications_has_no_double_effects(
     downstream still gets it once (live and delta items of one version share a dedupe identity)."""
     user = graphsim.users()[4]
     app = _self_subscribing_app(start_app, graphsim, user["id"])
-    subscriptions = _wait(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
+    subscriptions = wait_until(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
     mailbox = next(s for s in subscriptions if s["resource"].endswith("/messages"))
     sink = EventSink(app)
 
@@ -148,7 +136,7 @@ def test_catch_up_overlapping_live_notifications_has_no_double_effects(
     sink.wait_for(1, settle=1.0)
     graphsim.clear_requests()
     graphsim.lifecycle(mailbox["id"], "missed")
-    assert _wait(lambda: graphsim.requests(path_regex=r"/messages/delta"), timeout=20), "no catch-up ran"
+    assert wait_until(lambda: graphsim.requests(path_regex=r"/messages/delta"), timeout=20), "no catch-up ran"
     events = sink.wait_for(2, timeout=5, settle=3.0)
     by_message = [e["message_id"] for e in events if e["type"].startswith("messages.")]
     assert by_message.count(live["id"]) == 1
