@@ -49,7 +49,7 @@ from shared.cache.result import CacheResult, Source, is_stale, negative_entry, n
 from shared.cache.singleflight import SingleFlight
 from shared.cache.stats import CacheStats
 from shared.cache.table import DEFAULT_TABLE, StoredRow, TableTier
-from shared.errors import NotFoundError, StorageUnavailableError, TransientError, UnavailableError
+from shared.errors import NotFoundError, StorageUnavailableError, TransientError
 from shared.telemetry import get_logger
 
 if TYPE_CHECKING:
@@ -325,25 +325,25 @@ class CacheManager:
     async def invalidate(self, key: CacheKey) -> None:
         """Drop one value: here at once, on other instances within ``l1_ttl``.
 
-        Raises ``UnavailableError`` when Table Storage cannot record it (retry the invalidation)."""
+        Raises ``StorageUnavailableError`` when Table Storage cannot record it (retry the invalidation)."""
         self._epoch += 1
         self._l1.pop(key)
         try:
             await self._l2.tombstone(key, until=self._clock() + self.policy.lease_duration)
         except StorageUnavailableError as exc:
             self._storage.failed(exc)
-            raise UnavailableError("cache invalidation could not be stored", service="table-storage") from exc
+            raise StorageUnavailableError("cache invalidation could not be stored") from exc
 
     async def invalidate_group(self, group: str) -> None:
         """Drop every value of ``group``: here at once, on other instances within ``generation_ttl``.
 
-        Raises ``UnavailableError`` when Table Storage cannot record it (retry the invalidation)."""
+        Raises ``StorageUnavailableError`` when Table Storage cannot record it (retry the invalidation)."""
         self._epoch += 1
         try:
             await self._generations.replace(group)
         except StorageUnavailableError as exc:
             self._storage.failed(exc)
-            raise UnavailableError("cache invalidation could not be stored", service="table-storage") from exc
+            raise StorageUnavailableError("cache invalidation could not be stored") from exc
 
     async def sweep_expired(self) -> int:
         """Delete expired rows (Table Storage has no TTL); the number deleted. For a timer trigger."""
@@ -351,7 +351,7 @@ class CacheManager:
             return await self._l2.sweep_expired()
         except StorageUnavailableError as exc:
             self._storage.failed(exc)
-            raise UnavailableError("cache sweep could not reach Table Storage", service="table-storage") from exc
+            raise StorageUnavailableError("cache sweep could not reach Table Storage") from exc
 
     # --- helpers --------------------------------------------------------------------------------------
 
