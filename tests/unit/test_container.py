@@ -38,7 +38,7 @@ async def test_async_service_is_built_once_under_concurrency() -> None:
         callers.append(1)
         return await registry.get(service)
 
-    service = Service("a", build)
+    service: Service[Client] = Service("a", build)
     registry = Registry()
     uses = [asyncio.create_task(use()) for _ in range(100)]
     await until(lambda: len(callers) == 100 and len(builds) >= 1, "every caller asking while the build runs")
