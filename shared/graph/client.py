@@ -24,13 +24,17 @@ from shared.settings import Settings
 MAX_CONNECTIONS = 100
 
 
-def build_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The httpx client with Graph's default middleware, the SDK retry disabled, deliberate timeouts."""
+def build_http_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The httpx client with Graph's default middleware, the SDK retry disabled, deliberate timeouts.
+
+    ``transport`` replaces the network (tests pass an ``httpx.MockTransport``); the middleware still runs.
+    """
     timeout = httpx.Timeout(settings.graph_timeout_seconds, connect=min(5.0, settings.graph_timeout_seconds))
     client = httpx.AsyncClient(
         base_url=settings.graph_base_url,
         timeout=timeout,
         limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=20),
+        transport=transport,
     )
     options = {RetryHandlerOption.get_key(): RetryHandlerOption(max_retries=0, should_retry=False)}
     configured: httpx.AsyncClient = GraphClientFactory.create_with_default_middleware(client=client, options=options)

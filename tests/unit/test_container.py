@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from shared.container import Registry, Service
+from tests.unit.ordering import until
 
 
 class Client:
@@ -25,15 +26,24 @@ async def _close(client: Client) -> None:
 async def test_async_service_is_built_once_under_concurrency() -> None:
     """100 concurrent first uses build the service exactly once."""
     builds: list[int] = []
+    built = asyncio.Event()
+    callers: list[int] = []
 
     async def build() -> Client:
         builds.append(1)
-        await asyncio.sleep(0.01)
+        await built.wait()
         return Client("a", [])
 
-    service = Service("a", build)
+    async def use() -> Client:
+        callers.append(1)
+        return await registry.get(service)
+
+    service: Service[Client] = Service("a", build)
     registry = Registry()
-    results = await asyncio.gather(*(registry.get(service) for _ in range(100)))
+    uses = [asyncio.create_task(use()) for _ in range(100)]
+    await until(lambda: len(callers) == 100 and len(builds) >= 1, "every caller asking while the build runs")
+    built.set()
+    results = await asyncio.gather(*uses)
     assert len(builds) == 1
     assert all(r is results[0] for r in results)
 

@@ -32,9 +32,11 @@ async def test_concurrent_invocations_keep_their_own_ids(caplog: pytest.LogCaptu
     logger = get_logger("test")
     caplog.handler.addFilter(CorrelationFilter())
 
+    both_inside = asyncio.Barrier(2)
+
     async def invocation(inv: str) -> None:
         with invocation_scope(inv, "op"):
-            await asyncio.sleep(0.01)
+            await both_inside.wait()  # each logs only once the other's scope is open too
             logger.warning("inside %s", inv)
 
     with caplog.at_level(logging.WARNING):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 
-from shared.cache import CacheManager, CachePolicy, Freshness, TableTier
+from shared.cache import CacheListener, CacheManager, CachePolicy, Freshness, SilentListener, TableTier
 from tests.unit.cache.fakes import FakeClock, FakeTableClient
 
 FRESHNESS = Freshness(soft_ttl=10.0, hard_ttl=100.0, max_staleness=1000.0, negative_ttl=5.0)
@@ -31,17 +33,25 @@ class Upstream:
         self.error: BaseException | None = None
         self.calls = 0
         self.gate: asyncio.Event | None = None
-        self.delay = 0.0
 
     async def __call__(self) -> Any:
         self.calls += 1
         if self.gate is not None:
             await self.gate.wait()
-        if self.delay:
-            await asyncio.sleep(self.delay)
         if self.error is not None:
             raise self.error
         return self.value
+
+
+class CountingLoads(SilentListener):
+    """Counts the callers that reached the single-flight load (``loading`` is entered just before it)."""
+
+    def __init__(self) -> None:
+        self.callers = 0
+
+    def loading(self, namespace: str) -> AbstractContextManager[Any]:
+        self.callers += 1
+        return contextlib.nullcontext()
 
 
 @pytest.fixture(name="clock")
@@ -65,8 +75,8 @@ async def _make_manager(clock: FakeClock, table: FakeTableClient) -> AsyncIterat
     async def get_client() -> Any:
         return table
 
-    def make(policy: CachePolicy = POLICY) -> CacheManager:
-        manager = CacheManager(TableTier(get_client, clock=clock, timeout=1.0), policy, clock=clock)
+    def make(policy: CachePolicy = POLICY, listener: CacheListener | None = None) -> CacheManager:
+        manager = CacheManager(TableTier(get_client, clock=clock, timeout=1.0), policy, clock=clock, listener=listener)
         built.append(manager)
         return manager
 

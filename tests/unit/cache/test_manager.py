@@ -1,5 +1,6 @@
 """get_or_set over an in-memory table: tiers, single-flight, SWR, stale-on-error, negatives, leases,
-invalidation, degradation and stats. The clock is fake; the only real waits are a few milliseconds."""
+invalidation, degradation and stats. The clock is fake; concurrent steps are ordered by events and by
+waiting for conditions, never by sleeping (the lease waits poll for real, a few milliseconds)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from shared.errors import (
     ThrottledError,
     UnavailableError,
 )
-from tests.unit.cache.conftest import POLICY, ManagerFactory, Upstream
+from tests.unit.cache.conftest import POLICY, CountingLoads, ManagerFactory, Upstream
 from tests.unit.cache.fakes import FakeClock, FakeTableClient
+from tests.unit.ordering import until
 
 KEY = CacheKey("users", "alice", group="user:alice")
 
@@ -79,23 +81,30 @@ async def test_hostile_keys_are_cached_under_valid_table_keys(manager: CacheMana
 # --- single-flight and background refresh ------------------------------------------------------------
 
 
-async def test_concurrent_misses_in_one_process_share_one_fetch(manager: CacheManager) -> None:
+async def test_concurrent_misses_in_one_process_share_one_fetch(make_manager: ManagerFactory) -> None:
     """100 concurrent cold calls → exactly one upstream call; all get its value."""
+    loads = CountingLoads()
+    manager = make_manager(listener=loads)
     upstream = Upstream({"id": "alice"})
-    upstream.delay = 0.01
-    results = await asyncio.gather(*(manager.get_or_set(KEY, upstream) for _ in range(100)))
+    upstream.gate = asyncio.Event()
+    calls = [asyncio.create_task(manager.get_or_set(KEY, upstream)) for _ in range(100)]
+    await until(lambda: loads.callers == 100 and upstream.calls >= 1, "every caller waiting on a started fetch")
+    upstream.gate.set()
+    results = await asyncio.gather(*calls)
     assert upstream.calls == 1
     assert {r.content_hash for r in results} == {results[0].content_hash}
     assert manager.stats.snapshot()["misses"] == 100
 
 
-async def test_a_cancelled_caller_does_not_cancel_the_shared_load(manager: CacheManager) -> None:
+async def test_a_cancelled_caller_does_not_cancel_the_shared_load(make_manager: ManagerFactory) -> None:
     """When the first caller goes away, callers that joined its load still get the value."""
+    loads = CountingLoads()
+    manager = make_manager(listener=loads)
     upstream = Upstream("v")
     upstream.gate = asyncio.Event()
     first = asyncio.create_task(manager.get_or_set(KEY, upstream))
     second = asyncio.create_task(manager.get_or_set(KEY, upstream))
-    await asyncio.sleep(0.01)
+    await until(lambda: loads.callers == 2 and upstream.calls == 1, "both callers waiting on the started fetch")
     first.cancel()
     upstream.gate.set()
     assert (await second).value == "v"
@@ -256,9 +265,9 @@ async def test_a_miss_waits_for_the_lease_holders_value_instead_of_fetching(make
     slow, never = Upstream("from a"), Upstream("from b")
     slow.gate = asyncio.Event()
     holder = asyncio.create_task(a.get_or_set(KEY, slow))
-    await asyncio.sleep(0.005)
+    await until(lambda: slow.calls == 1, "a holding the lease and fetching")
     waiter = asyncio.create_task(b.get_or_set(KEY, never))
-    await asyncio.sleep(0.005)
+    await until(lambda: b.stats.lease_waits == 1, "b finding the lease taken")
     slow.gate.set()
     assert (await holder).source == "miss"
     result = await waiter
@@ -342,7 +351,7 @@ async def test_key_invalidation_beats_a_fetch_that_started_before_it(make_manage
     upstream = Upstream("before")
     upstream.gate = asyncio.Event()
     loading = asyncio.create_task(a.get_or_set(KEY, upstream))
-    await asyncio.sleep(0.005)
+    await until(lambda: upstream.calls == 1, "a's fetch under way")
     await b.invalidate(KEY)
     upstream.gate.set()
     assert (await loading).value == "before"

@@ -70,11 +70,14 @@ async def test_a_failing_or_slow_handler_does_not_stop_the_others() -> None:
     async def boom(event: Event) -> None:
         raise RuntimeError("broken")
 
+    slow_started = asyncio.Event()
+
     async def slow(event: Event) -> None:
-        await asyncio.sleep(10)
+        slow_started.set()
+        await asyncio.Event().wait()  # never answers: only its timeout ends it
 
     async def fine(event: Event) -> None:
-        await asyncio.sleep(0.05)
+        await slow_started.wait()  # still running while the slow one hangs
         done.append("fine")
 
     bus = EventBus()

@@ -22,6 +22,7 @@ from shared.events.notifications import parse_envelope
 from shared.events.webhook import NotificationWebhook, WebhookConfig, validation_token
 from tests.unit.events import samples
 from tests.unit.events.fakes import FakeQueues, FakeRegistry
+from tests.unit.ordering import until
 
 CONFIG = WebhookConfig()
 NOTIFY, LIFECYCLE = CONFIG.notifications_queue, CONFIG.lifecycle_queue
@@ -187,16 +188,29 @@ async def test_packing_fills_messages_with_whole_items(count: int) -> None:
 
 async def test_concurrent_posts_share_queue_messages() -> None:
     """POSTs arriving together (or while a send is in flight) are packed together: 20 concurrent POSTs of
-    10 items travel in at most 2 messages instead of 20, and each POST is acknowledged."""
+    10 items travel in at most 2 messages instead of 20, and each POST is acknowledged. Here the first POST's
+    send is in flight while the other 19 arrive."""
     sent: list[str] = []
+    in_flight, release = asyncio.Event(), asyncio.Event()
+    arrived: list[int] = []
 
     async def send(text: str) -> None:
-        await asyncio.sleep(0.01)
+        in_flight.set()
+        await release.wait()
         sent.append(text)
+
+    async def post(items: list[str]) -> int:
+        arrived.append(1)  # persist queues the items before it first suspends
+        return await commit.persist(RECEIVED, items)
 
     commit = GroupCommit(send, 48 * 1024)
     posts = [[json.dumps({"post": p, "n": n}) for n in range(10)] for p in range(20)]
-    counts = await asyncio.gather(*(commit.persist(RECEIVED, items) for items in posts))
+    first = asyncio.create_task(post(posts[0]))
+    await until(in_flight.is_set, "the first POST's send in flight")
+    others = [asyncio.create_task(post(items)) for items in posts[1:]]
+    await until(lambda: len(arrived) == 20, "all 20 POSTs queued behind the send in flight")
+    release.set()
+    counts = await asyncio.gather(first, *others)
     assert counts == [1] * 20
     assert len(sent) <= 2
     delivered = [(i["post"], i["n"]) for text in sent for i in parse_envelope(text).items]
@@ -208,7 +222,7 @@ async def test_a_failed_send_fails_exactly_the_posts_it_carried() -> None:
     carried_by_failed: set[int] = set()
 
     async def send(text: str) -> None:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # a round trip: the other messages' sends run meanwhile
         posts = {item["post"] for item in parse_envelope(text).items}
         if 2 in posts:
             carried_by_failed.update(posts)

@@ -14,6 +14,7 @@ from shared.graph import gateway
 from shared.names import GRAPH_BREAKERS
 from shared.ops import load_settings_file, parser
 from shared.status import process_section
+from tests.unit.ordering import settle, until
 
 
 def test_known_breakers_are_the_gateways_keys() -> None:
@@ -73,14 +74,16 @@ async def test_expiry_gauge_rereads_the_registry_at_most_every_refresh_interval(
 
     gauge = metrics.ExpiryGauge(refresh_seconds=60, clock=lambda: now[0])
     gauge.watch(load, asyncio.get_running_loop())
+    # ``load`` never suspends, so the copy is updated in the same step that records the read.
     gauge.observe()  # never loaded: schedules a read
-    await asyncio.sleep(0.01)
+    await until(lambda: len(reads) == 1, "the first registry read")
     now[0] = 30.0
     assert gauge.observe() == [(70.0, {"subscription": "s1", "resource": "users"})]
-    await asyncio.sleep(0.01)
+    await settle()  # a read wrongly scheduled at 30 s would run here and record 30.0
     now[0] = 61.0
     gauge.observe()
-    await asyncio.sleep(0.01)
+    await until(lambda: len(reads) == 2, "the read after the refresh interval")
+    await settle()
     assert reads == [0.0, 61.0]
 
 

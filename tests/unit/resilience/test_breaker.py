@@ -16,6 +16,7 @@ from shared.resilience.breaker import Breaker
 from shared.resilience.breaker_store import Row, StoreUnavailable, Values
 from shared.resilience.limits import KeyedLimiter
 from shared.storage import safe_key
+from tests.unit.ordering import until
 
 KEY = "graph/users"
 POLICY = BreakerPolicy(
@@ -285,14 +286,15 @@ async def test_half_open_admits_one_probe_across_instances(store: MemoryBreakerS
     calls = Calls()
     await fail(a, calls, 5)
     clock.advance(10.0)
-    release = asyncio.Event()
+    probing, release = asyncio.Event(), asyncio.Event()
 
     async def slow_probe() -> str:
+        probing.set()
         await release.wait()
         return "probed"
 
     probe = asyncio.create_task(a.call(slow_probe))
-    await asyncio.sleep(0)
+    await until(probing.is_set, "the probe admitted and running")
     for breaker in (a, b, a, b):
         with pytest.raises(CircuitOpenError) as refused:
             await breaker.call(calls.ok)
@@ -312,8 +314,14 @@ async def test_crashed_probe_lets_another_instance_probe_after_lease_expiry(
     calls = Calls()
     await fail(a, calls, 5)
     clock.advance(10.0)
-    probe = asyncio.create_task(a.call(asyncio.Event().wait))
-    await asyncio.sleep(0)
+    probing = asyncio.Event()
+
+    async def hangs() -> None:
+        probing.set()
+        await asyncio.Event().wait()
+
+    probe = asyncio.create_task(a.call(hangs))
+    await until(probing.is_set, "the probe admitted and running")
     probe.cancel()
     with pytest.raises(asyncio.CancelledError):
         await probe
@@ -363,20 +371,23 @@ async def test_a_probe_that_lost_its_lease_does_not_decide(store: MemoryBreakerS
     await fail(a, calls, 5)
     clock.advance(10.0)
     release_a, release_b = asyncio.Event(), asyncio.Event()
+    a_probing, b_probing = asyncio.Event(), asyncio.Event()
 
     async def succeeds_late() -> str:
+        a_probing.set()
         await release_a.wait()
         return "probed"
 
     async def fails_late() -> str:
+        b_probing.set()
         await release_b.wait()
         raise UnavailableError("503", status=503)
 
     paused = asyncio.create_task(a.call(succeeds_late))
-    await asyncio.sleep(0)
+    await until(a_probing.is_set, "a's probe admitted and running")
     clock.advance(6.0)  # a's lease ran out unrenewed
     taker = asyncio.create_task(b.call(fails_late))
-    await asyncio.sleep(0)
+    await until(b_probing.is_set, "b's probe admitted once a's lease ran out")
     release_a.set()
     assert await paused == "probed"  # its caller still gets the answer
     assert await state(a) is State.HALF_OPEN
@@ -467,14 +478,15 @@ async def test_isolate_during_a_probe_wins_over_the_probe_result(breaker: Breake
     calls = Calls()
     await fail(breaker, calls, 5)
     clock.advance(10.0)
-    release = asyncio.Event()
+    probing, release = asyncio.Event(), asyncio.Event()
 
     async def slow_probe() -> str:
+        probing.set()
         await release.wait()
         return "ok"
 
     probe = asyncio.create_task(breaker.call(slow_probe))
-    await asyncio.sleep(0)
+    await until(probing.is_set, "the probe admitted and running")
     await breaker.isolate()
     release.set()
     await probe

@@ -8,6 +8,7 @@ import pytest
 
 from shared.errors import ThrottledError
 from shared.resilience import KeyedLimiter
+from tests.unit.ordering import settle, until
 
 
 async def test_at_most_limit_calls_run_per_key_and_keys_are_independent() -> None:
@@ -22,7 +23,8 @@ async def test_at_most_limit_calls_run_per_key_and_keys_are_independent() -> Non
             await release.wait()
 
     tasks = [asyncio.create_task(work("a")) for _ in range(8)] + [asyncio.create_task(work("b"))]
-    await asyncio.sleep(0.01)
+    await until(lambda: (limiter.in_flight("a"), limiter.in_flight("b")) == (4, 1), "a full and b admitted")
+    await settle()  # the four queued callers of a had their turns and are still queued
     assert (limiter.in_flight("a"), limiter.in_flight("b")) == (4, 1)
     release.set()
     await asyncio.gather(*tasks)
@@ -65,14 +67,24 @@ async def test_cancelled_waiter_does_not_leak_a_slot() -> None:
     limiter = KeyedLimiter(1)
     release = asyncio.Event()
 
+    holding, queued = asyncio.Event(), asyncio.Event()
+
     async def hold() -> None:
         async with limiter.slot("a"):
+            holding.set()
             await release.wait()
 
+    async def wait_for_slot() -> None:
+        queued.set()  # slot() runs without suspending until it queues on the taken slot
+        async with limiter.slot("a"):
+            pytest.fail("the slot is held: a waiter must not get it")
+
     holder = asyncio.create_task(hold())
-    await asyncio.sleep(0)
-    waiter = asyncio.create_task(hold())
-    await asyncio.sleep(0)
+    await holding.wait()
+    waiter = asyncio.create_task(wait_for_slot())
+    await queued.wait()
+    assert len(limiter) == 1
+    assert limiter.in_flight("a") == 1
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
