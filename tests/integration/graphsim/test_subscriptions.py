@@ -127,8 +127,9 @@ async def test_clock_advance_past_expiration_removes_the_subscription(
         ({"client_state": "x" * 256}, "clientState"),
         ({"change_type": "created,exploded"}, "changeType"),
         ({"notification_url": "http://example.com/hook"}, "https"),
-        ({"expiration_date_time": datetime.now(UTC) - timedelta(minutes=1)}, "future"),
-        ({"expiration_date_time": datetime.now(UTC) + timedelta(minutes=10_090)}, "10080 minutes"),
+        # Offsets from the moment the test runs (not from collection: a long session would age them).
+        ({"expiration_date_time": timedelta(minutes=-1)}, "future"),
+        ({"expiration_date_time": timedelta(minutes=10_090)}, "10080 minutes"),
         ({"resource": "groups"}, "not supported"),
     ],
 )
@@ -137,6 +138,8 @@ async def test_invalid_subscription_requests_are_400(
 ) -> None:
     """Bad clientState, changeType, URL scheme, expiration or resource: 400 before any handshake."""
     fields = {"resource": f"users/{user['id']}/messages", **overrides}
+    if isinstance(offset := fields.get("expiration_date_time"), timedelta):
+        fields["expiration_date_time"] = datetime.now(UTC) + offset
     with pytest.raises(ODataError) as caught:
         await graph_client.subscriptions.post(new_subscription(receiver, **fields))
     assert caught.value.response_status_code == 400
