@@ -154,6 +154,7 @@ class GuardedClient:
                 return _GuardedPages(result, operation)
             return result
 
+        setattr(self, attribute, call)  # built once per method: later lookups skip __getattr__
         return call
 
 
