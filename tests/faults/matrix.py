@@ -56,7 +56,9 @@ USER_X_CACHE_DURING_OUTAGE = frozenset({"bypass", "miss", "hit-l1", "stale"})
 _EXECUTED = re.compile(r"Executed 'Functions\.(?P<name>\w+)' \((?P<outcome>Succeeded|Failed)")
 # The app logs every forward whose send went out but whose answer was lost (README, "Delivery guarantee").
 _RECEIVE_FAILED = re.compile(r"Queue 'graph-notifications': receive failed")
-_OUTCOME_UNKNOWN = re.compile(r"forward outcome unknown for \S+ (?P<id>[0-9a-f]+):")
+# Also every failed forward: a send that failed while Storage was stopping may still have been stored
+# (the client cannot always tell), and the bus logs each failed handler with the event id.
+_OUTCOME_UNKNOWN = re.compile(r"(?:forward outcome unknown for|handler forward failed on) \S+ (?P<id>[0-9a-f]{16,})")
 
 
 @dataclass(frozen=True)
