@@ -54,10 +54,10 @@ TIMERS = ("sweep", "renew_subscriptions")
 STARTUP_RUNS = {"renew_subscriptions": 1}  # run_on_startup timers
 USER_X_CACHE_DURING_OUTAGE = frozenset({"bypass", "miss", "hit-l1", "stale"})
 _EXECUTED = re.compile(r"Executed 'Functions\.(?P<name>\w+)' \((?P<outcome>Succeeded|Failed)")
-# The app logs every forward whose send went out but whose answer was lost (README, "Delivery guarantee").
+# The harness's own receive failed during the outage (a lost answer hides messages for the receive lease).
 _RECEIVE_FAILED = re.compile(r"Queue 'graph-notifications': receive failed")
-# Also every failed forward: a send that failed while Storage was stopping may still have been stored
-# (the client cannot always tell), and the bus logs each failed handler with the event id.
+# Sends that may have been stored although the app saw them fail (README, "Delivery guarantee"): the app
+# logs a lost answer as "forward outcome unknown", and the bus logs every failed handler with the event id.
 _OUTCOME_UNKNOWN = re.compile(r"(?:forward outcome unknown for|handler forward failed on) \S+ (?P<id>[0-9a-f]{16,})")
 
 
@@ -576,7 +576,7 @@ class CellRun:
             )
         if result.unexplained_duplicates:
             out.append(
-                f"{result.unexplained_duplicates} duplicate events with no 'forward outcome unknown' logged "
+                f"{result.unexplained_duplicates} duplicate events with no failed or unknown-outcome send logged "
                 f"({result.duplicates} duplicates in all, {result.duplicated_event_ids} event ids)"
             )
         if result.max_delay_s is not None and result.max_delay_s > result.delay_bound_s:
