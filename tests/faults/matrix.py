@@ -106,7 +106,7 @@ class CellResult:
     lost: int = 0
     duplicates: int = 0
     duplicated_event_ids: int = 0
-    unknown_outcome_sends: int = 0  # sends the app logged as "outcome unknown": the only allowed source
+    unknown_outcome_sends: int = 0  # sends logged as failed or of unknown outcome: the only allowed source
     unexplained_duplicates: int = 0  # copies of events with no such send logged: a broken guarantee
     # Acked items still in graph-notifications, invisible, after the harness's receive failed during the
     # outage: a receive whose answer was lost hides its messages for the receive lease (10 minutes, as on
