@@ -8,9 +8,12 @@ subscription (with a known clientState) in the app's registry table, then:
 2. with the processor running, acknowledges 2,000 notifications and times until all of them were
    forwarded to ``graph-events``;
 3. times whole processes from spawn to the first 202: the app vs a naive app that imports msgraph and
-   builds its client at module load (and a trivial app, the harness's own floor).
+   builds its client at module load (and a trivial app, the harness's own floor);
+4. offers a steady load (``--load-rates``, 10 per POST, ``--load-seconds`` each) with the processor running
+   in the same process, as production runs, and with it off as the reference (``bench.webhook_load``).
 
-    .venv/bin/python -m bench.webhook [--seconds 8] [--e2e 2000] [--cold-runs 5] [--write]
+    .venv/bin/python -m bench.webhook [--seconds 8] [--e2e 2000] [--cold-runs 5] [--load-seconds 60]
+        [--load-rates 500,1000] [--only ack,e2e,cold,load] [--write]
 """
 
 from __future__ import annotations
@@ -50,6 +53,17 @@ from bench._stack import (
     verdict,
 )
 from bench.report import machine, write_section
+from bench.webhook_load import HEADER as LOAD_HEADER
+from bench.webhook_load import (
+    LoadRun,
+    answers_note,
+    app_status,
+    distribution,
+    json_figures,
+    offered_load,
+    processed_items,
+    timeout_lines,
+)
 from devtools.graphsim.seed import TENANT_ID
 from shared.secret import Secret
 from shared.storage import Tables
@@ -64,6 +78,9 @@ NOTIFICATIONS_QUEUE = "graph-notifications"
 EVENTS_QUEUE = "graph-events"
 CPU_ROLES = ("client", "harness", "Azurite", "simulator")
 PROCESSOR_OFF = {"AzureWebJobs.process_notifications.Disabled": "true"}
+MASTER_KEY = "bench-master-key"
+LOAD_PER_POST = 10
+LOG_DIR = ROOT / "bench" / "out"
 
 
 @dataclass(frozen=True)
@@ -403,6 +420,55 @@ def first_ack(app_dir: Path, env: dict[str, str], body: bytes, timeout: float = 
 # --- The run ---------------------------------------------------------------------------------------------
 
 
+def loaded_case(stack: Stack, env: dict[str, str], rate: float, seconds: float, label: str) -> LoadRun:
+    """One offered-load case on a fresh harness (so the status window holds this case only)."""
+    connection, prefix = stack.azurite.connection_string, env["STORAGE_TABLE_PREFIX"]
+    asyncio.run(clear_queues(connection, NOTIFICATIONS_QUEUE, EVENTS_QUEUE, NOTIFICATIONS_QUEUE + "-poison"))
+    with running_harness(ROOT, {**env, "FUNCHOST_MASTER_KEY": MASTER_KEY}) as harness:
+        url = f"{harness.base_url}/api/notifications"
+        notifications = Notifications(asyncio.run(register_subscription(connection, prefix, url)))
+        bodies = [notifications.body(LOAD_PER_POST) for _ in range(int(rate * seconds / LOAD_PER_POST))]
+        asyncio.run(post_concurrently(url, notifications, LOAD_PER_POST, 20, 5.0, senders=4, warm_up=False))
+        log_before = len(harness.output())
+        run = asyncio.run(offered_load(url, bodies, LoadRun(label, rate, LOAD_PER_POST, seconds)))
+        status = app_status(harness.base_url, MASTER_KEY)
+        run.loop_lag = distribution(status, "event_loop.lag.ms")
+        run.accept_ms = distribution(status, "webhook.ack.ms")
+        run.processed = processed_items(status)
+        run.timeouts_logged = timeout_lines(harness.output()[log_before:])
+        LOG_DIR.mkdir(parents=True, exist_ok=True)  # kept for reading after the run (git-ignored)
+        (LOG_DIR / f"webhook-load-{rate:.0f}-{label.split()[1]}.log").write_text(harness.output(), encoding="utf-8")
+    return run
+
+
+def measure_load(stack: Stack, rates: list[float], seconds: float) -> tuple[list[str], dict[str, float | int]]:
+    """Section 4: each rate with the processor running, then the highest with it off (the reference)."""
+    env = stack.app_env()
+    runs = [loaded_case(stack, env, rate, seconds, "processor running") for rate in rates]
+    reference = loaded_case(stack, {**env, **PROCESSOR_OFF}, max(rates), seconds, "processor off (reference)")
+    lines = [
+        f"Offered load: POSTs of {LOAD_PER_POST} notifications leave on a fixed schedule for {seconds:g} s per "
+        "case, whatever the answers take (open loop); each ack latency counts from the moment its POST was due. "
+        "The processor runs in the same harness process, working through everything acknowledged so far. "
+        "Loop lag: the app's own sampler (every 50 ms, the last 1,024 samples) from `/api/status`. "
+        "Timeouts logged: the app's handler and persist timeouts during the case (none were injected).",
+        "",
+        *LOAD_HEADER,
+        *(run.row() for run in [*runs, reference]),
+        "",
+        answers_note([*runs, reference]),
+    ]
+    figures = json_figures(runs)
+    worst = max(runs, key=lambda run: run.rate)
+    figures |= {
+        "ack_p99_ms_with_processing": round(worst.p99_ms, 1),
+        "non_202_with_processing": worst.non_202,
+        "loop_lag_p99_ms": round(float(worst.loop_lag.get("p99", float("nan"))), 1),
+        "ack_p99_ms_processor_off": round(reference.p99_ms, 1),
+    }
+    return lines, figures
+
+
 def measure(stack: Stack, seconds: float, e2e_count: int, cold_runs: int) -> str:
     connection = stack.azurite.connection_string
     prefix_env = stack.app_env()
@@ -498,18 +564,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="time limit of each ack case")
     parser.add_argument("--e2e", type=int, default=2000, help="notifications in the end-to-end case (x100)")
     parser.add_argument("--cold-runs", type=int, default=5, help="processes per variant for the first ack")
+    parser.add_argument("--load-seconds", type=float, default=60.0, help="length of each offered-load case")
+    parser.add_argument("--load-rates", default="500,1000", help="offered notifications/s, comma-separated")
+    parser.add_argument("--only", default="", help="'load' runs the offered-load section alone")
     parser.add_argument("--write", action="store_true", help="record the results in docs/benchmarks.md")
     args = parser.parse_args()
     background = background_note()
     if args.e2e % 100:
         parser.error("--e2e must be a multiple of 100")
+    rates = [float(rate) for rate in args.load_rates.split(",") if rate.strip()]
 
+    figures: dict[str, Any] = {}
     with running_stack() as stack:
-        body = measure(stack, args.seconds, args.e2e, args.cold_runs)
-    report = f"{body}\n\nMachine: {machine()}. {SHARED_CORES_NOTE} {background}"
+        sections = [] if args.only == "load" else [measure(stack, args.seconds, args.e2e, args.cold_runs)]
+        load_lines, load_figures = measure_load(stack, rates, args.load_seconds)
+        sections.append("\n".join(load_lines))
+        figures |= load_figures
+    report = "\n\n".join(sections) + f"\n\nMachine: {machine()}. {SHARED_CORES_NOTE} {background}"
     print(report)
-    if args.write:
+    if args.write and not args.only:
         write_section("webhook", "python -m bench.webhook --write", report)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import azure.functions as func
 from shared import errors
 from shared.http import error_response, response_for
 from shared.telemetry import configure_logging, get_logger, invocation_scope
-from shared.wiring import registry, settings
+from shared.wiring import LOOP_LAG, registry, settings
 
 log = get_logger("invocation")
 
@@ -32,6 +32,8 @@ def bootstrap_once() -> None:
     """Apply the logging settings (and Azure Monitor export, when configured) on the process's first
     invocation, not at import: indexing the app must stay cheap and side-effect free."""
     global _bootstrapped
+    # One event loop serves every trigger of the process: its lag is sampled once, for all of them.
+    registry.get_sync(LOOP_LAG).ensure_running()
     if _bootstrapped:
         return
     current = settings()

@@ -210,6 +210,22 @@ class Settings:
             "WEBHOOK_MAX_BODY_BYTES", 1_048_576, "largest notification POST accepted", integer(1024, 100 * 1024 * 1024)
         )
     )
+    background_target_lag_ms: float = field(
+        metadata=setting(
+            "BACKGROUND_TARGET_LAG_MS",
+            20.0,
+            "event-loop lag above which queue processing yields to webhook acknowledgements",
+            number(1.0, 1000.0),
+        )
+    )
+    background_target_ack_ms: float = field(
+        metadata=setting(
+            "BACKGROUND_TARGET_ACK_MS",
+            100.0,
+            "webhook accept time (validate + persist) above which queue processing yields",
+            number(10.0, 2000.0),
+        )
+    )
     webhook_base_url: str | None = field(
         metadata=setting(
             "WEBHOOK_BASE_URL",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueServiceClient
 
     from shared.api.users import DirectoryApi
+    from shared.background import BackgroundGate
     from shared.cache import CacheManager, CachePolicy
     from shared.directory import GraphReads
     from shared.events.dedupe import DedupeStore
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from shared.events.processor import NotificationProcessor
     from shared.events.webhook import NotificationWebhook
     from shared.graph.gateway import GraphGateway
+    from shared.loop_lag import LoopLagMonitor
     from shared.resilience.breaker import BreakerPolicy, BreakerRegistry
     from shared.resilience.retry import RetryPolicy
     from shared.status import StatusSources
@@ -249,7 +251,8 @@ async def _make_webhook() -> NotificationWebhook:
     limits = replace(DEFAULT_LIMITS, max_body_bytes=settings().webhook_max_body_bytes)
     config = WebhookConfig(limits=limits)
     subscriptions = await registry.get(SUBSCRIPTION_REGISTRY)
-    return NotificationWebhook(subscriptions, await registry.get(QUEUES), config)
+    on_ack = registry.get_sync(BACKGROUND).on_ack  # slow acknowledgements make processing yield
+    return NotificationWebhook(subscriptions, await registry.get(QUEUES), config, on_ack=on_ack)
 
 
 async def _make_dispatcher() -> ExactlyOnceDispatcher:
@@ -288,7 +291,24 @@ async def _make_dedupe() -> DedupeStore:
 async def _make_processor() -> NotificationProcessor:
     from shared.events.processor import NotificationProcessor
 
-    return NotificationProcessor(await registry.get(DISPATCHER), await registry.get(QUEUES))
+    gate = registry.get_sync(BACKGROUND)
+    return NotificationProcessor(await registry.get(DISPATCHER), await registry.get(QUEUES), gate=gate)
+
+
+def _make_background_gate() -> BackgroundGate:
+    from shared.background import BackgroundGate, GateConfig
+
+    current = settings()
+    target_lag, target_ack = current.background_target_lag_ms / 1000, current.background_target_ack_ms / 1000
+    return BackgroundGate(GateConfig(target_lag=target_lag, target_ack=target_ack))
+
+
+def _make_loop_lag() -> LoopLagMonitor:
+    """The loop's lag, sampled for the status page and to steer the background gate."""
+    from shared import metrics
+    from shared.loop_lag import LoopLagMonitor
+
+    return LoopLagMonitor(listeners=(metrics.record_loop_lag, registry.get_sync(BACKGROUND).on_lag))
 
 
 async def _make_lifecycle_processor() -> LifecycleProcessor:
@@ -303,6 +323,8 @@ DEDUPE: Service[DedupeStore] = Service("dedupe", _make_dedupe)
 DISPATCHER: Service[ExactlyOnceDispatcher] = Service("dispatcher", _make_dispatcher)
 PROCESSOR: Service[NotificationProcessor] = Service("processor", _make_processor)
 LIFECYCLE_PROCESSOR: Service[LifecycleProcessor] = Service("lifecycle_processor", _make_lifecycle_processor)
+BACKGROUND: Service[BackgroundGate] = Service("background_gate", _make_background_gate)
+LOOP_LAG: Service[LoopLagMonitor] = Service("loop_lag", _make_loop_lag, lambda monitor: monitor.stop())
 
 
 # --- Subscription lifecycle --------------------------------------------------------------------------

@@ -6,7 +6,9 @@ Both queues (changes, lifecycle) carry the same envelope and fail the same way, 
   and the delivery ends normally (the host would otherwise redeliver it ``maxDequeueCount`` times);
 - a *bad item* (malformed, or of the other queue's kind) is poisoned alone, as a one-item envelope a replay
   can process; if that write fails the item counts as ``failed`` and is retried with the message;
-- the other items run at most ``item_concurrency`` at once, each ending in an outcome name;
+- the other items run at most ``item_concurrency`` at once, each ending in an outcome name, and each holds
+  a slot of the process's ``BackgroundGate`` (when given) while it runs, as does parsing the message, so
+  processing yields to webhook acknowledgements;
 - once all were tried, any ``failed`` item raises the processor's ``BatchFailedError`` so the host
   redelivers the message.
 
@@ -16,6 +18,7 @@ with one, its result type (which names the outcomes it counts) and its error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -23,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
+from shared.background import BackgroundGate
 from shared.concurrency import gather_bounded
 from shared.errors import InvalidInputError, TransientError
 from shared.events.notifications import (
@@ -92,12 +96,14 @@ class BatchProcessor(ABC, Generic[N, R]):
         result: type[R],
         failure: type[BatchFailedError[R]],
         log: logging.Logger,
+        gate: BackgroundGate | None = None,
     ) -> None:
         self._queues = queues
         self._batch_config = config
         self._result = result  # what ``_process_batch`` returns
         self._failure = failure  # what it raises when items are left to run
         self._log = log
+        self._gate = gate  # items wait here while webhook acknowledgements need the loop
 
     @abstractmethod
     def _accept(self, notification: Notification) -> N:
@@ -113,13 +119,15 @@ class BatchProcessor(ABC, Generic[N, R]):
     async def _process_batch(self, body: bytes | str, dequeue_count: int) -> R:
         config = self._batch_config
         try:
-            envelope = parse_envelope(body, config.limits)
+            async with self._slot():  # parsing a full message is one long step on the loop: it waits its turn too
+                envelope = parse_envelope(body, config.limits)
         except InvalidInputError as error:
             await write_poison(self._queues, config.queue, message_text(body), error.message)
             return self._result(message_poisoned=True)
 
         async def one(raw: Any) -> str:
-            return await self._item(raw, envelope)
+            async with self._slot():
+                return await self._item(raw, envelope)
 
         outcomes = Counter(await gather_bounded(envelope.items, config.item_concurrency, one))
         result = self._result.tally(len(envelope.items), outcomes)
@@ -128,6 +136,10 @@ class BatchProcessor(ABC, Generic[N, R]):
         if result.failed:
             raise self._failure(result, dequeue_count)
         return result
+
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A slot of the background gate, or nothing when the processor runs without one."""
+        return self._gate.slot() if self._gate is not None else contextlib.nullcontext()
 
     async def _item(self, raw: Any, envelope: QueueEnvelope) -> str:
         config = self._batch_config

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shared import metrics
+from shared.background import BackgroundGate
 from shared.errors import InvalidInputError, TransientError
 from shared.events.batch import BatchConfig, BatchFailedError, BatchProcessor, BatchResult
 from shared.events.dispatch import ExactlyOnceDispatcher
@@ -64,10 +65,14 @@ class NotificationProcessor(BatchProcessor[ChangeNotification, ProcessResult]):
     """``process(body, dequeue_count)`` for the ``graph-notifications`` queue trigger."""
 
     def __init__(
-        self, dispatcher: ExactlyOnceDispatcher, queues: Queues, config: ProcessorConfig | None = None
+        self,
+        dispatcher: ExactlyOnceDispatcher,
+        queues: Queues,
+        config: ProcessorConfig | None = None,
+        gate: BackgroundGate | None = None,
     ) -> None:
         self.config = config or ProcessorConfig()
-        super().__init__(queues, self.config, result=ProcessResult, failure=HandlersFailedError, log=log)
+        super().__init__(queues, self.config, result=ProcessResult, failure=HandlersFailedError, log=log, gate=gate)
         self._dispatcher = dispatcher
 
     async def process(self, body: bytes | str, dequeue_count: int = 1) -> ProcessResult:

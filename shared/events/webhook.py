@@ -119,8 +119,10 @@ class NotificationWebhook:
         config: WebhookConfig | None = None,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_ack: Callable[[float], None] | None = None,
     ) -> None:
         self._registry = registry
+        self._on_ack = on_ack  # told every accept's duration (the background gate steers by it)
         self._queues = queues
         self.config = config or WebhookConfig()
         self._now = now
@@ -147,7 +149,10 @@ class NotificationWebhook:
         try:
             result = await self._accept(body)
         finally:
-            metrics.record_webhook_ack(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            metrics.record_webhook_ack(elapsed)
+            if self._on_ack is not None:
+                self._on_ack(elapsed)
         metrics.record_notifications("accepted", result.accepted)
         for reason, count in result.dropped.items():
             metrics.record_notifications("dropped", count, reason)

@@ -22,7 +22,8 @@ Metric names (attributes in braces), all prefixed ``graphapp.``:
 ``breaker.transitions`` {breaker, state}, ``breaker.state`` gauge {breaker} (0 closed, 2 open, 3 isolated),
 ``cache.requests`` {result: hit-l1|hit-l2|stale|miss|negative-hit|failure}, ``webhook.ack.duration`` s,
 ``notifications`` {stage: accepted|dropped|published|duplicate|poisoned|failed},
-``notifications.process.duration`` s, ``subscription.expires_in`` gauge s {subscription, resource}.
+``notifications.process.duration`` s, ``event_loop.lag`` s (sampled every 50 ms),
+``subscription.expires_in`` gauge s {subscription, resource}.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from shared.metrics.record import (
     record_cache,
     record_graph_attempt,
     record_graph_retry,
+    record_loop_lag,
     record_notifications,
     record_processing,
     record_webhook_ack,
@@ -101,6 +103,7 @@ __all__ = [
     "record_cache",
     "record_graph_attempt",
     "record_graph_retry",
+    "record_loop_lag",
     "record_notifications",
     "record_processing",
     "record_webhook_ack",

@@ -15,6 +15,7 @@ CACHE_REQUESTS = PREFIX + "cache.requests"
 WEBHOOK_ACK_DURATION = PREFIX + "webhook.ack.duration"
 NOTIFICATIONS = PREFIX + "notifications"
 NOTIFICATION_PROCESS_DURATION = PREFIX + "notifications.process.duration"
+EVENT_LOOP_LAG = PREFIX + "event_loop.lag"
 SUBSCRIPTION_EXPIRES_IN = PREFIX + "subscription.expires_in"
 
 BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2, "isolated": 3}

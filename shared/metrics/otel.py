@@ -16,6 +16,7 @@ from shared.metrics.names import (
     BREAKER_STATE,
     BREAKER_TRANSITIONS,
     CACHE_REQUESTS,
+    EVENT_LOOP_LAG,
     GRAPH_CALL_DURATION,
     GRAPH_CALLS,
     GRAPH_RETRIES,
@@ -45,6 +46,9 @@ class Instruments:
         self.notifications: Counter = meter.create_counter(NOTIFICATIONS, "{notification}", "notifications by stage")
         self.process_duration: Histogram = meter.create_histogram(
             NOTIFICATION_PROCESS_DURATION, "s", "time to process one queue message"
+        )
+        self.loop_lag: Histogram = meter.create_histogram(
+            EVENT_LOOP_LAG, "s", "how late the event loop ran a callback that was due (sampled)"
         )
         meter.create_observable_counter(CACHE_REQUESTS, [_observe_cache], "{request}", "cache answers by source")
         meter.create_observable_gauge(BREAKER_STATE, [_observe_breakers], "1", "0 closed, 2 open, 3 isolated")

@@ -78,3 +78,10 @@ def record_processing(seconds: float) -> None:
     WINDOW.observe("notifications.process.ms", seconds * 1000)
     if otel.instruments is not None:
         otel.instruments.process_duration.record(seconds)
+
+
+def record_loop_lag(seconds: float) -> None:
+    """One sample of the event loop's lag (``shared.loop_lag``)."""
+    WINDOW.observe("event_loop.lag.ms", seconds * 1000)
+    if otel.instruments is not None:
+        otel.instruments.loop_lag.record(seconds)

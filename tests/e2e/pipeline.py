@@ -79,6 +79,17 @@ def drain_queue(app: RunningApp, queue: str) -> list[str]:
     return result
 
 
+def queue_length(app: RunningApp, queue: str) -> int:
+    """Messages now in ``queue`` (Azurite's count is exact), without taking them."""
+
+    async def count(_: Tables, queues: Queues) -> int:
+        properties = await (await queues.get(queue)).get_queue_properties()
+        return int(properties.approximate_message_count or 0)
+
+    result: int = asyncio.run(_with_storage(app, count))
+    return result
+
+
 def send_to_queue(app: RunningApp, queue: str, text: str) -> None:
     async def send(_: Tables, queues: Queues) -> None:
         await (await queues.get(queue)).send_message(text)
