@@ -17,7 +17,9 @@ multiplicative-decrease as TCP does with its congestion window:
   a loop with little lag, yet 2 s persists, because 64 items' Table calls queued ahead of the webhook's).
 
 Either one over its target halves the slots, at most once per ``cooldown`` (one burst of slow POSTs is one
-signal, not twenty), down to ``min_slots`` so processing never stops. Work already admitted finishes; only
+signal, not twenty), down to ``min_slots``; slots reopen one per good lag sample, but only once no signal
+was slow for ``hold`` (otherwise twenty good samples a second outvote the slow POSTs, measured: the
+processor kept 40% of the loop and acks stayed at 2-5x their unloaded time). Work already admitted finishes; only
 new admissions wait. A new process starts with ``min_slots`` and opens up as samples come in (slow start, as
 TCP does): measured, starting wide open let a fresh instance admit 64 items at once into a burst of POSTs,
 and their Table calls held the first seconds' acknowledgements at 2-3 s. An idle app opens every slot within
@@ -40,7 +42,8 @@ class GateConfig:
 
     target_lag: float = 0.02
     target_ack: float = 0.1
-    cooldown: float = 0.1
+    cooldown: float = 0.1  # at most one halving per cooldown
+    hold: float = 1.0  # no slot opens within this long after a slow signal
     min_slots: int = 0  # overloaded, processing pauses until a good lag sample reopens one slot
     max_slots: int = 64  # items in flight when the loop is idle (16 per message, a few messages at once)
 
@@ -58,13 +61,15 @@ class BackgroundGate:
         self.in_use = 0
         self._clock = clock
         self._last_decrease = float("-inf")
+        self._last_slow = float("-inf")
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def on_lag(self, lag: float) -> None:
-        """One loop-lag sample (seconds): halve the slots when over target, else open one more."""
+        """One loop-lag sample (seconds): halve the slots when over target, else open one more unless
+        either signal was slow within ``hold``."""
         if lag > self.config.target_lag:
             self._decrease()
-        else:
+        elif self._clock() - self._last_slow >= self.config.hold:
             self.limit = min(self.config.max_slots, self.limit + 1)
             self._wake()
 
@@ -75,6 +80,7 @@ class BackgroundGate:
 
     def _decrease(self) -> None:
         now = self._clock()
+        self._last_slow = now
         if now - self._last_decrease >= self.config.cooldown:
             self._last_decrease = now
             self.limit = max(self.config.min_slots, self.limit // 2)

@@ -55,6 +55,10 @@ def test_the_slots_close_down_to_min_slots_and_reopen() -> None:
         clock.now += 1
         g.on_ack(10.0)
     assert g.limit == 0
+    clock.now += 0.5
+    g.on_lag(0.0)  # within ``hold`` of the last slow signal: stays closed
+    assert g.limit == 0
+    clock.now += 0.5
     g.on_lag(0.0)
     assert g.limit == 1
 
