@@ -19,8 +19,8 @@ multiplicative-decrease as TCP does with its congestion window:
 Either one over its target halves the slots, at most once per ``cooldown`` (one burst of slow POSTs is one
 signal, not twenty), down to ``min_slots``; slots reopen one per good lag sample, but only once no signal
 was slow for ``hold`` (otherwise twenty good samples a second outvote the slow POSTs, measured: the
-processor kept 40% of the loop and acks stayed at 2-5x their unloaded time). Work already admitted finishes; only
-new admissions wait. A new process starts with ``min_slots`` and opens up as samples come in (slow start, as
+processor kept 40% of the loop and acks stayed at 2-5x their unloaded time). Work already admitted finishes;
+only new admissions wait. A new process starts with one slot and opens up as samples come in (slow start, as
 TCP does): measured, starting wide open let a fresh instance admit 64 items at once into a burst of POSTs,
 and their Table calls held the first seconds' acknowledgements at 2-3 s. An idle app opens every slot within
 ``max_slots`` samples (~3 s), so a backlog alone is processed at full speed.

@@ -22,12 +22,8 @@ class LoopLagMonitor:
     def __init__(self, interval: float = 0.05, listeners: tuple[Listener, ...] = ()) -> None:
         self.interval = interval
         self.latest = 0.0
-        self._listeners = list(listeners)
+        self._listeners = listeners
         self._task: asyncio.Task[None] | None = None
-
-    def subscribe(self, listener: Listener) -> None:
-        """Call ``listener(lag_seconds)`` with every sample."""
-        self._listeners.append(listener)
 
     def ensure_running(self) -> None:
         """Start sampling on the running loop, unless already sampling it (a new loop gets a new task)."""
