@@ -56,6 +56,7 @@ from shared.metrics.record import (
     record_graph_retry,
     record_notifications,
     record_processing,
+    record_processor_storage,
     record_webhook_ack,
 )
 from shared.metrics.state import EXPIRY, WINDOW
@@ -103,6 +104,7 @@ __all__ = [
     "record_graph_retry",
     "record_notifications",
     "record_processing",
+    "record_processor_storage",
     "record_webhook_ack",
     "reset",
     "span",

@@ -78,3 +78,10 @@ def record_processing(seconds: float) -> None:
     WINDOW.observe("notifications.process.ms", seconds * 1000)
     if otel.instruments is not None:
         otel.instruments.process_duration.record(seconds)
+
+
+def record_processor_storage(calls: int, items: int) -> None:
+    """The Storage calls one delivery of a ``graph-notifications`` message made, and its items (the
+    benchmark divides the totals: calls per item, counted at the call)."""
+    WINDOW.count("processor.storage_calls", calls)
+    WINDOW.count("processor.items", items)
