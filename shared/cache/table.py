@@ -207,7 +207,9 @@ class TableTier:
             await client.upsert_entity(row, mode="replace")
 
     async def write_generations(self, generations: Mapping[str, str]) -> None:
-        """Many groups' generations: one entity-group transaction per generation partition (≤ 100 rows)."""
+        """Many groups' generations: one entity-group transaction per generation partition (≤ 100 rows).
+        Not bounded by ``timeout``: this is the queue processor's batch, bounded by its handler timeout, and
+        under load a transaction of 100 rows can take longer than one read may."""
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for group, generation in generations.items():
             address = group_address(group)
@@ -215,7 +217,7 @@ class TableTier:
                 {"PartitionKey": address.partition_key, "RowKey": address.row_key, "Generation": generation}
             )
         chunks = [rows[i : i + 100] for rows in by_partition.values() for i in range(0, len(rows), 100)]
-        async with self._client("invalidate") as client:
+        async with self._client("invalidate", bounded=False) as client:
             await asyncio.gather(
                 *(
                     client.submit_transaction([("upsert", row, {"mode": "replace"}) for row in chunk])

@@ -17,8 +17,9 @@ must stay in one partition; so the partition is not the identity but one of ``De
 buckets picked by the identity's hash (RowKey: identity and handler). The claims of a whole message are
 then a handful of transactions, however many items it holds, and the same identity always lands on the
 same row whichever message carries it. A transaction is all-or-nothing: if any of its rows exists
-(a redelivery), nothing was written, and that chunk is claimed row by row (read, then create or take
-over), which decides each marker exactly as the single-row path does.
+(a redelivery, a copy of the notification in another message), nothing was written; the error names
+the row, which is decided alone (read, then create or take over, exactly as the single-row path does)
+while the rest is tried again as one transaction.
 
 Rows expire after ``DedupeConfig.ttl`` (Tables have no TTL: expired rows count as absent and ``sweep``
 deletes them).
@@ -46,6 +47,7 @@ log = get_logger("events.dedupe")
 ClaimState = Literal["acquired", "done", "busy"]
 _RUNNING, _DONE = "running", "done"
 TRANSACTION_LIMIT = 100  # rows per entity-group transaction
+CONFLICTS_BEFORE_ROW_BY_ROW = 3  # existing rows one transaction steps around before going row by row
 
 
 @dataclass(frozen=True)
@@ -132,17 +134,34 @@ class DedupeStore:
     async def _claim_chunk(
         self, table: TableClient, chunk: dict[tuple[str, str], dict[str, Any]]
     ) -> dict[tuple[str, str], Claim]:
+        """One transaction; a row that exists fails it whole (nothing written) and the error names that
+        row, so it is set aside and the rest is tried again. Past ``CONFLICTS_BEFORE_ROW_BY_ROW`` such rows
+        (a redelivered message), the rest is decided row by row."""
         from azure.data.tables import TableTransactionError
 
-        try:
-            created = await table.submit_transaction([("create", e) for e in chunk.values()])
-            return {key: Claim(*key, "acquired", r.get("etag")) for key, r in zip(chunk, created, strict=True)}
-        except TableTransactionError as error:
-            if error.status_code != 409:
-                raise
-        # Some row exists (a redelivery): nothing of this transaction was written; decide row by row.
-        claims = await asyncio.gather(*(self._claim_one(table, key, entity) for key, entity in chunk.items()))
-        return dict(zip(chunk, claims, strict=True))
+        pending = dict(chunk)
+        claims: dict[tuple[str, str], Claim] = {}
+        aside: dict[tuple[str, str], dict[str, Any]] = {}
+        while pending:
+            try:
+                created = await table.submit_transaction([("create", e) for e in pending.values()])
+            except TableTransactionError as error:
+                if error.status_code != 409:
+                    raise
+                keys = list(pending)
+                index = error.index if 0 <= error.index < len(keys) else 0
+                aside[keys[index]] = pending.pop(keys[index])
+                if len(aside) > CONFLICTS_BEFORE_ROW_BY_ROW:
+                    aside.update(pending)
+                    pending = {}
+                continue
+            claims.update(
+                {k: Claim(k[0], k[1], "acquired", r.get("etag")) for k, r in zip(pending, created, strict=True)}
+            )
+            break
+        decided = await asyncio.gather(*(self._claim_one(table, key, entity) for key, entity in aside.items()))
+        claims.update(zip(aside, decided, strict=True))
+        return claims
 
     async def _claim_one(self, table: TableClient, key: tuple[str, str], entity: dict[str, Any]) -> Claim:
         from azure.core import MatchConditions
