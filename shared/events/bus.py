@@ -196,6 +196,9 @@ async def _run_many(registration: Registration, events: Sequence[Event]) -> list
         log.warning("handler %s failed on %d events", name, len(events), exc_info=not _is_outage(error))
         failures = {e.id: error for e in events}
     elapsed = (time.perf_counter() - started) * 1000
+    for event in events:
+        if event.id in failures:  # one line per event, with its id (the fault matrix reads them)
+            log.warning("handler %s failed on %s %s", name, event.type, event.id)
     return [_outcome(name, failures.get(e.id), elapsed) for e in events]
 
 
