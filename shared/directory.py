@@ -12,6 +12,7 @@ Cache layout (the notification handlers invalidate by these names, ``CACHE_NAMES
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.api.params import DEFAULT_MESSAGE_FIELDS
@@ -105,3 +106,6 @@ class CacheInvalidationAdapter:
 
     async def invalidate_group(self, group: str) -> None:
         await self._cache.invalidate_group(group.lower())
+
+    async def invalidate_groups(self, groups: Collection[str]) -> None:
+        await self._cache.invalidate_groups({group.lower() for group in groups})

@@ -258,6 +258,14 @@ class Settings:
     forward_enrich: bool = field(
         metadata=setting("FORWARD_ENRICH", False, "add the changed resource (one Graph call) to forwarded events", flag)
     )
+    forward_events_per_message: int = field(
+        metadata=setting(
+            "FORWARD_EVENTS_PER_MESSAGE",
+            100,
+            "events per graph-events message: 1 = one bare event each, more = the v2 envelope",
+            integer(1, 1000),
+        )
+    )
 
     @property
     def graph_mode(self) -> Literal["simulator", "real"]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import hashlib
 import inspect
@@ -114,6 +115,28 @@ class OutageWait:
                 delay = min(delay * 2, self.max_delay)
 
 
+class CallCount:
+    """Storage calls made in a ``counting_calls`` block (and the tasks it started)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+
+_counting: contextvars.ContextVar[CallCount | None] = contextvars.ContextVar("storage_call_count", default=None)
+
+
+@contextlib.contextmanager
+def counting_calls() -> Iterator[CallCount]:
+    """Count every call through a guarded client in this block, so a component can report what its
+    work cost in Storage calls (counted at the call, not estimated); a query counts once."""
+    count = CallCount()
+    token = _counting.set(count)
+    try:
+        yield count
+    finally:
+        _counting.reset(token)
+
+
 class _GuardedPages:
     """An SDK async pager whose iteration failures are translated like every other call."""
 
@@ -146,6 +169,9 @@ class GuardedClient:
 
         @functools.wraps(value)
         def call(*args: Any, **kwargs: Any) -> Any:
+            count = _counting.get()
+            if count is not None:
+                count.calls += 1
             with translated(operation):
                 result = value(*args, **kwargs)
             if inspect.isawaitable(result):

@@ -267,7 +267,7 @@ async def _make_dispatcher() -> ExactlyOnceDispatcher:
     # With enrichment a handler makes a whole logical Graph call, retries included: give it that long.
     handler_timeout = current.retry_budget_seconds + current.graph_timeout_seconds if current.forward_enrich else 10.0
     bus = EventBus(default_timeout=handler_timeout)
-    forwarding = ForwardingConfig(enrich=current.forward_enrich)
+    forwarding = ForwardingConfig(enrich=current.forward_enrich, events_per_message=current.forward_events_per_message)
 
     async def enricher(event: Event) -> dict[str, Any] | None:
         graph = await registry.get(GRAPH)
@@ -291,8 +291,11 @@ async def _make_dedupe() -> DedupeStore:
 async def _make_processor() -> NotificationProcessor:
     from shared.events.processor import NotificationProcessor
 
+    marks: DedupeStore = await registry.get(DEDUPE)  # each bad item's poison write happens once
     gate = registry.get_sync(BACKGROUND)
-    return NotificationProcessor(await registry.get(DISPATCHER), await registry.get(QUEUES), gate=gate)
+    return NotificationProcessor(
+        await registry.get(DISPATCHER), await registry.get(QUEUES), poison_marks=marks, gate=gate
+    )
 
 
 def _make_background_gate() -> BackgroundGate:

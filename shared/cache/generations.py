@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from shared.cache.degradation import StorageDegradation
 from shared.cache.memory import MemoryTier
@@ -51,6 +51,14 @@ class Generations:
         generation = secrets.token_hex(8)
         self._known.put(group, generation)
         await self._l2.write_generation(group, generation)
+
+    async def replace_many(self, groups: Collection[str]) -> None:
+        """``replace`` for many groups, written together (a few transactions)."""
+        generations = {group: secrets.token_hex(8) for group in groups}
+        for group, generation in generations.items():
+            self._known.put(group, generation)
+        if generations:
+            await self._l2.write_generations(generations)
 
     async def _read(self, group: str) -> str | None:
         before = self._known.get(group, allow_expired=True)

@@ -6,10 +6,13 @@ no input can produce a forbidden character or an over-long key. Layout of the on
     PartitionKey            RowKey        row
     <namespace>.<xx>        v~<sha256>    the value (or a negative entry, or an invalidation tombstone)
     <namespace>.<xx>        l~<sha256>    the refresh lease of that value
-    ~gen.<xx>               g~<sha256>    a group's generation (never expires, never swept)
+    ~gen.<n>                g~<sha256>    a group's generation (never expires, never swept)
 
 ``xx`` is the first two hex digits of the hash: 256 partitions per namespace spread the load (Table
 Storage serves about 2,000 entities/s per partition) while keeping a value and its lease together.
+Generations use only ``GENERATION_PARTITIONS`` partitions (``n`` = 0..3): invalidating the groups of a
+whole queue message is then a few entity-group transactions, not one write per group; their reads are
+served from memory (``generation_ttl``), so the narrow partitions see mostly writes.
 Namespaces are code constants (they pick a ``Freshness``), so they are validated, not hashed; ``~``
 cannot appear in one, which keeps generation partitions apart from value partitions.
 """
@@ -26,6 +29,7 @@ VALUE_PREFIX = "v~"
 LEASE_PREFIX = "l~"
 GENERATION_PREFIX = "g~"
 GENERATION_PARTITION = "~gen"
+GENERATION_PARTITIONS = 4
 
 
 def _digest(*parts: str) -> str:
@@ -72,4 +76,5 @@ class GroupAddress:
 
 def group_address(group: str) -> GroupAddress:
     digest = _digest("group", group)
-    return GroupAddress(f"{GENERATION_PARTITION}.{digest[:PARTITION_HEX]}", GENERATION_PREFIX + digest)
+    bucket = int(digest[:8], 16) % GENERATION_PARTITIONS
+    return GroupAddress(f"{GENERATION_PARTITION}.{bucket}", GENERATION_PREFIX + digest)

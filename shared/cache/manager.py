@@ -32,7 +32,7 @@ outdated data until the TTL, so it raises ``UnavailableError`` and the caller (a
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from shared.cache.background import KeyedTasks
@@ -341,6 +341,15 @@ class CacheManager:
         self._epoch += 1
         try:
             await self._generations.replace(group)
+        except StorageUnavailableError as exc:
+            self._storage.failed(exc)
+            raise StorageUnavailableError("cache invalidation could not be stored") from exc
+
+    async def invalidate_groups(self, groups: Collection[str]) -> None:
+        """``invalidate_group`` for many groups at once (a queue message's worth): a few transactions."""
+        self._epoch += 1
+        try:
+            await self._generations.replace_many(groups)
         except StorageUnavailableError as exc:
             self._storage.failed(exc)
             raise StorageUnavailableError("cache invalidation could not be stored") from exc

@@ -17,6 +17,7 @@ one would make every entry written under the original generation valid again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -204,6 +205,25 @@ class TableTier:
         row = {"PartitionKey": address.partition_key, "RowKey": address.row_key, "Generation": generation}
         async with self._client("invalidate") as client:
             await client.upsert_entity(row, mode="replace")
+
+    async def write_generations(self, generations: Mapping[str, str]) -> None:
+        """Many groups' generations: one entity-group transaction per generation partition (≤ 100 rows).
+        Not bounded by ``timeout``: this is the queue processor's batch, bounded by its handler timeout, and
+        under load a transaction of 100 rows can take longer than one read may."""
+        by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for group, generation in generations.items():
+            address = group_address(group)
+            by_partition[address.partition_key].append(
+                {"PartitionKey": address.partition_key, "RowKey": address.row_key, "Generation": generation}
+            )
+        chunks = [rows[i : i + 100] for rows in by_partition.values() for i in range(0, len(rows), 100)]
+        async with self._client("invalidate", bounded=False) as client:
+            await asyncio.gather(
+                *(
+                    client.submit_transaction([("upsert", row, {"mode": "replace"}) for row in chunk])
+                    for chunk in chunks
+                )
+            )
 
     # --- sweeping -------------------------------------------------------------------------------------
 

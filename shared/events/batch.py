@@ -5,10 +5,12 @@ Both queues (changes, lifecycle) carry the same envelope and fail the same way, 
 - a *malformed message* cannot get better by retrying: it is written to ``<queue>-poison`` with the reason
   and the delivery ends normally (the host would otherwise redeliver it ``maxDequeueCount`` times);
 - a *bad item* (malformed, or of the other queue's kind) is poisoned alone, as a one-item envelope a replay
-  can process; if that write fails the item counts as ``failed`` and is retried with the message;
-- the other items run at most ``item_concurrency`` at once, each ending in an outcome name, and each holds
-  a slot of the process's ``BackgroundGate`` (when given) while it runs, as does parsing the message, so
-  processing yields to webhook acknowledgements;
+  can process, once however often the message is redelivered (a dedupe marker per item, ``poison.py``);
+  if that write fails the item counts as ``failed`` and is retried with the message;
+- the other items run at most ``item_concurrency`` at once, each ending in an outcome name (a processor
+  may instead take them all at once, ``_run_accepted``, to batch their Storage work);
+- a message's work (parsing included) holds one slot of the process's ``BackgroundGate`` when given, so
+  processing yields to webhook acknowledgements (``shared/background.py``);
 - once all were tried, any ``failed`` item raises the processor's ``BatchFailedError`` so the host
   redelivers the message.
 
@@ -18,17 +20,19 @@ with one, its result type (which names the outcomes it counts) and its error.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from shared.background import BackgroundGate
 from shared.concurrency import gather_bounded
 from shared.errors import InvalidInputError, TransientError
+from shared.events.dedupe import DedupeStore
 from shared.events.notifications import (
     DEFAULT_LIMITS,
     Notification,
@@ -38,7 +42,7 @@ from shared.events.notifications import (
     parse_envelope,
     parse_item,
 )
-from shared.events.poison import poison_item, write_poison
+from shared.events.poison import BadItem, poison_items, write_poison
 from shared.storage import Queues
 
 N = TypeVar("N", bound=Notification)
@@ -96,14 +100,16 @@ class BatchProcessor(ABC, Generic[N, R]):
         result: type[R],
         failure: type[BatchFailedError[R]],
         log: logging.Logger,
+        poison_marks: DedupeStore | None = None,
         gate: BackgroundGate | None = None,
     ) -> None:
         self._queues = queues
+        self._poison_marks = poison_marks  # makes each bad item's poison write happen once
         self._batch_config = config
         self._result = result  # what ``_process_batch`` returns
         self._failure = failure  # what it raises when items are left to run
         self._log = log
-        self._gate = gate  # items wait here while webhook acknowledgements need the loop
+        self._gate = gate  # messages wait here while webhook acknowledgements need the loop
 
     @abstractmethod
     def _accept(self, notification: Notification) -> N:
@@ -118,18 +124,13 @@ class BatchProcessor(ABC, Generic[N, R]):
 
     async def _process_batch(self, body: bytes | str, dequeue_count: int) -> R:
         config = self._batch_config
-        try:
-            async with self._slot():  # parsing a full message is one long step on the loop: it waits its turn too
+        async with self._gate.slot() if self._gate is not None else contextlib.nullcontext():
+            try:
                 envelope = parse_envelope(body, config.limits)
-        except InvalidInputError as error:
-            await write_poison(self._queues, config.queue, message_text(body), error.message)
-            return self._result(message_poisoned=True)
-
-        async def one(raw: Any) -> str:
-            async with self._slot():
-                return await self._item(raw, envelope)
-
-        outcomes = Counter(await gather_bounded(envelope.items, config.item_concurrency, one))
+            except InvalidInputError as error:
+                await write_poison(self._queues, config.queue, message_text(body), error.message)
+                return self._result(message_poisoned=True)
+            outcomes = Counter(await self._run_items(envelope))
         result = self._result.tally(len(envelope.items), outcomes)
         self._log.info("processed a %s message (attempt %d): %s", config.queue, dequeue_count, result)
         self._observe(outcomes)
@@ -137,16 +138,26 @@ class BatchProcessor(ABC, Generic[N, R]):
             raise self._failure(result, dequeue_count)
         return result
 
-    def _slot(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """A slot of the background gate, or nothing when the processor runs without one."""
-        return self._gate.slot() if self._gate is not None else contextlib.nullcontext()
-
-    async def _item(self, raw: Any, envelope: QueueEnvelope) -> str:
+    async def _run_items(self, envelope: QueueEnvelope) -> list[str]:
+        """Every item's outcome: bad ones poisoned (once), the rest run by ``_run_accepted``."""
         config = self._batch_config
-        try:
-            notification = self._accept(parse_item(raw, config.limits))
-        except InvalidInputError as error:
-            if not await poison_item(self._queues, config.queue, envelope.received_at, raw, error.message):
-                return "failed"  # retried with the message; never dropped silently
-            return "poisoned"
-        return await self._handle(notification, envelope)
+        accepted: list[N] = []
+        bad: list[BadItem] = []
+        for raw in envelope.items:
+            try:
+                accepted.append(self._accept(parse_item(raw, config.limits)))
+            except InvalidInputError as error:
+                bad.append((raw, error.message))
+        parked, ran = await asyncio.gather(
+            poison_items(self._queues, self._poison_marks, config.queue, envelope.received_at, bad),
+            self._run_accepted(accepted, envelope),
+        )
+        return ["poisoned" if ok else "failed" for ok in parked] + list(ran)
+
+    async def _run_accepted(self, accepted: list[N], envelope: QueueEnvelope) -> Sequence[str]:
+        """The well-formed items' outcomes; by default ``_handle`` each, ``item_concurrency`` at once."""
+
+        async def one(notification: N) -> str:
+            return await self._handle(notification, envelope)
+
+        return await gather_bounded(accepted, self._batch_config.item_concurrency, one)

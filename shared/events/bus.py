@@ -6,6 +6,10 @@ isolates handlers from each other: one failing or timing out never stops or canc
 the caller gets one outcome per handler. ``skip`` names handlers that already completed for this event
 (the exactly-once dispatcher passes them), so a redelivery runs only what is left.
 
+``publish_many`` takes the events of a whole queue message: a handler registered with a ``batch`` function
+gets all its events in one call (the forwarder packs them into few queue messages, cache invalidation
+writes each stale group once), others run once per event. Outcomes stay per event and per handler.
+
 The bus knows nothing of queues or dedupe, so the queue processor and delta catch-up share it.
 """
 
@@ -14,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.concurrency import gather_bounded
 from shared.errors import StorageUnavailableError
 from shared.events.model import Event
 from shared.telemetry import get_logger
@@ -25,8 +30,13 @@ from shared.telemetry import get_logger
 log = get_logger("events.bus")
 
 Handler = Callable[[Event], Awaitable[None]]
+# Runs a handler on many events in one call; returns the events that failed (id → error); raising fails all.
+BatchHandler = Callable[[Sequence[Event]], Awaitable[Mapping[str, BaseException]]]
 # Called with a handler's name right after it succeeded (the dispatcher records it done at once).
 OnSuccess = Callable[[str], Awaitable[None]]
+# ``publish_many``'s form: the handler's name and the events it succeeded on, once per handler.
+OnSuccessMany = Callable[[str, Sequence[Event]], Awaitable[None]]
+EVENT_CONCURRENCY = 16  # events one per-event handler runs at once within ``publish_many``
 # "unrecorded": the handler ran, but ``on_success`` (recording it) failed; it still counts as failed.
 OutcomeStatus = Literal["ok", "failed", "timeout", "unrecorded", "skipped"]
 
@@ -46,6 +56,7 @@ class Registration:
     patterns: tuple[str, ...]
     timeout: float
     once: bool = True
+    batch: BatchHandler | None = None
 
     def matches(self, event_type: str) -> bool:
         return any(pattern_matches(p, event_type) for p in self.patterns)
@@ -100,8 +111,10 @@ class EventBus:
         *,
         timeout: float | None = None,
         once: bool = True,
+        batch: BatchHandler | None = None,
     ) -> Registration:
-        """Register ``handler`` under a unique ``name``; invalid names or patterns fail at startup."""
+        """Register ``handler`` under a unique ``name``; invalid names or patterns fail at startup.
+        ``batch``, if given, is used instead of ``handler`` by ``publish_many``."""
         patterns = tuple(patterns)
         if not _HANDLER_NAME.fullmatch(name):
             raise ValueError(f"handler name {name!r} must match {_HANDLER_NAME.pattern}")
@@ -112,7 +125,7 @@ class EventBus:
             raise ValueError(
                 f"invalid event patterns {bad or patterns!r}: use 'kind.change', 'kind.*', '*.change', '*'"
             )
-        registration = Registration(name, handler, patterns, timeout or self._default_timeout, once)
+        registration = Registration(name, handler, patterns, timeout or self._default_timeout, once, batch)
         self._registrations.append(registration)
         return registration
 
@@ -129,6 +142,88 @@ class EventBus:
             *(_skipped(r.name) if r.name in skip else _run(r, event, on_success) for r in registrations)
         )
         return PublishResult(event.type, tuple(outcomes))
+
+    async def publish_many(
+        self,
+        events: Sequence[Event],
+        *,
+        skip: Sequence[Collection[str]] = (),
+        on_success: OnSuccessMany | None = None,
+    ) -> list[PublishResult]:
+        """``publish`` for many events (``skip[i]`` for ``events[i]``): each handler runs once over its
+        events (batch handlers in one call), then ``on_success(name, events it succeeded on)``; if that
+        fails, those outcomes are ``unrecorded``. One result per event, in order."""
+        skips = list(skip) or [()] * len(events)
+        outcomes: list[dict[str, HandlerOutcome]] = [{} for _ in events]
+
+        async def handler(registration: Registration) -> None:
+            wanted = [i for i, e in enumerate(events) if registration.matches(e.type)]
+            for i in wanted:
+                if registration.name in skips[i]:
+                    outcomes[i][registration.name] = HandlerOutcome(registration.name, "skipped")
+            todo = [i for i in wanted if registration.name not in skips[i]]
+            if not todo:
+                return
+            ran = await _run_many(registration, [events[i] for i in todo])
+            ok = [events[i] for i, o in zip(todo, ran, strict=True) if o.status == "ok"]
+            if ok and on_success is not None:
+                ran = await _record(registration.name, ok, ran, on_success)
+            for i, outcome in zip(todo, ran, strict=True):
+                outcomes[i][registration.name] = outcome
+
+        registrations = self._registrations
+        await asyncio.gather(*(handler(r) for r in registrations))
+        return [
+            PublishResult(e.type, tuple(o[r.name] for r in registrations if r.name in o))
+            for e, o in zip(events, outcomes, strict=True)
+        ]
+
+
+async def _run_many(registration: Registration, events: Sequence[Event]) -> list[HandlerOutcome]:
+    """One outcome per event: the batch function once, or the handler per event (bounded)."""
+    if registration.batch is None:
+        return await gather_bounded(events, EVENT_CONCURRENCY, lambda e: _run(registration, e, None))
+    started = time.perf_counter()
+    name = registration.name
+    try:
+        async with asyncio.timeout(registration.timeout):
+            failures = await registration.batch(events)
+    except TimeoutError:
+        elapsed = (time.perf_counter() - started) * 1000
+        log.warning("handler %s timed out after %.0f ms on %d events", name, elapsed, len(events))
+        return [HandlerOutcome(name, "timeout", elapsed, f"timed out after {registration.timeout} s") for _ in events]
+    except Exception as error:
+        log.warning("handler %s failed on %d events", name, len(events), exc_info=not _is_outage(error))
+        failures = {e.id: error for e in events}
+    elapsed = (time.perf_counter() - started) * 1000
+    for event in events:
+        if event.id in failures:  # one line per event, with its id (the fault matrix reads them)
+            log.warning("handler %s failed on %s %s", name, event.type, event.id)
+    return [_outcome(name, failures.get(e.id), elapsed) for e in events]
+
+
+def _is_outage(error: BaseException) -> bool:
+    return isinstance(error, StorageUnavailableError)
+
+
+def _outcome(name: str, error: BaseException | None, elapsed: float) -> HandlerOutcome:
+    if error is None:
+        return HandlerOutcome(name, "ok", elapsed)
+    return HandlerOutcome(name, "failed", elapsed, f"{type(error).__name__}: {error}", _is_outage(error))
+
+
+async def _record(
+    name: str, ok: Sequence[Event], ran: list[HandlerOutcome], on_success: OnSuccessMany
+) -> list[HandlerOutcome]:
+    """``ran`` with the successes turned ``unrecorded`` if recording them failed."""
+    try:
+        await on_success(name, ok)
+    except Exception as error:
+        log.warning("handler %s ran on %d events but could not be recorded: %s", name, len(ok), error)
+        # Not an outage to retry in place: the effect happened, running it again would repeat it.
+        failed = f"ran, not recorded: {type(error).__name__}"
+        return [HandlerOutcome(name, "unrecorded", o.duration_ms, failed) if o.status == "ok" else o for o in ran]
+    return ran
 
 
 async def _skipped(name: str) -> HandlerOutcome:

@@ -1,9 +1,7 @@
 """Per-handler idempotency markers in a Table: what makes redelivered notifications effect-free.
 
 One row per (notification identity, handler). Before a handler runs, its row is *claimed* with an
-insert-if-not-exists (409 if it exists): a ``running`` claim with a short lease. All rows of one
-identity share a partition, so the claims (and later the completions) of one event are one
-entity-group transaction. After success the row
+insert-if-not-exists (409 if it exists): a ``running`` claim with a short lease. After success the row
 becomes ``done``; after failure the claim is deleted so a redelivery runs the handler again. Hence:
 
 - a handler that completed is skipped on every redelivery (``done``);
@@ -11,24 +9,33 @@ becomes ``done``; after failure the claim is deleted so a redelivery runs the ha
   both run it: the loser sees ``busy`` and retries later;
 - a worker that died mid-handler leaves a claim whose lease runs out; the next attempt takes it over
   with a conditional update (the ETag decides a race between two takers);
-- a claim carries its ``owner`` (one token per dispatch of an event), so the same dispatch retrying in
-  place after a storage outage takes its own claim back instead of seeing it as ``busy``.
+- a claim carries its ``owner`` (one token per dispatch), so the same dispatch retrying in place after
+  a storage outage takes its own claim back instead of seeing it as ``busy``.
+
+**Partitioning.** A queue message carries many events, and an entity-group transaction (≤ 100 rows)
+must stay in one partition; so the partition is not the identity but one of ``DedupeConfig.partitions``
+buckets picked by the identity's hash (RowKey: identity and handler). The claims of a whole message are
+then a handful of transactions, however many items it holds, and the same identity always lands on the
+same row whichever message carries it. A transaction is all-or-nothing: if any of its rows exists
+(a redelivery, a copy of the notification in another message), nothing was written; the error names
+the row, which is decided alone (read, then create or take over, exactly as the single-row path does)
+while the rest is tried again as one transaction.
 
 Rows expire after ``DedupeConfig.ttl`` (Tables have no TTL: expired rows count as absent and ``sweep``
-deletes them). The partition key is the identity, so markers spread over partitions.
+deletes them).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.errors import StorageUnavailableError
 from shared.names import DEDUPE_TABLE
-from shared.storage import Tables, safe_key
+from shared.storage import Tables, hashed_key, safe_key
 from shared.telemetry import get_logger
 
 if TYPE_CHECKING:
@@ -39,17 +46,22 @@ log = get_logger("events.dedupe")
 
 ClaimState = Literal["acquired", "done", "busy"]
 _RUNNING, _DONE = "running", "done"
+TRANSACTION_LIMIT = 100  # rows per entity-group transaction
+CONFLICTS_BEFORE_ROW_BY_ROW = 3  # existing rows one transaction steps around before going row by row
 
 
 @dataclass(frozen=True)
 class DedupeConfig:
-    """Marker table and lifetimes."""
+    """Marker table, its partitioning and lifetimes."""
 
     table: str = DEDUPE_TABLE
     # The Storage queue's default message TTL: any copy of a message still around finds its markers.
     ttl: timedelta = timedelta(days=7)
     # A claim's lease is the handler's timeout plus this margin (the bus enforces the timeout).
     lease_margin_seconds: float = 5.0
+    # Buckets the markers are spread over: fewer means fewer transactions per message, more means more
+    # throughput (Table Storage serves about 2,000 rows/s per partition; each event writes 2 rows).
+    partitions: int = 4
 
 
 @dataclass(frozen=True)
@@ -62,12 +74,15 @@ class Claim:
     etag: str | None = None
 
 
+ClaimRequest = tuple[str, Mapping[str, float]]  # (identity, handler name → timeout in seconds)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 class DedupeStore:
-    """Claims, completes and releases per-handler markers; sweeps expired ones."""
+    """Claims, completes and releases per-handler markers, many per transaction; sweeps expired ones."""
 
     def __init__(
         self, tables: Tables, config: DedupeConfig | None = None, *, now: Callable[[], datetime] = _utcnow
@@ -79,11 +94,15 @@ class DedupeStore:
     async def _table(self) -> TableClient:
         return await self._tables.get(self.config.table)
 
+    def partition(self, identity: str) -> str:
+        """The bucket of ``identity``'s markers (stable: it depends on the identity alone)."""
+        return f"d{int(hashed_key(identity)[:8], 16) % self.config.partitions}"
+
     def _entity(self, identity: str, handler: str, state: str, lease_seconds: float, owner: str = "") -> dict[str, Any]:
         now = self._now()
         return {
-            "PartitionKey": identity,
-            "RowKey": safe_key(handler),
+            "PartitionKey": self.partition(identity),
+            "RowKey": f"{safe_key(identity)}~{safe_key(handler)}",
             "State": state,
             "Owner": owner,
             "LeaseUntil": now + timedelta(seconds=lease_seconds),
@@ -91,40 +110,70 @@ class DedupeStore:
         }
 
     async def claim(self, identity: str, leases: Mapping[str, float], owner: str = "") -> dict[str, Claim]:
-        """Try to become the one worker running each handler (name → timeout in seconds) for ``identity``.
+        """Try to become the one worker running each handler (name → timeout in seconds) for ``identity``."""
+        claims = await self.claim_many([(identity, leases)], owner)
+        return {handler: claim for (_, handler), claim in claims.items()}
 
-        The common case, a new notification, costs one entity-group transaction (all markers of an
-        identity share its partition); a redelivery costs that failed transaction plus one query.
-        ``StorageUnavailableError`` when Storage does not answer.
+    async def claim_many(self, requests: Sequence[ClaimRequest], owner: str = "") -> dict[tuple[str, str], Claim]:
+        """Claim every (identity, handler) of ``requests`` at once: one transaction per partition and
+        100 rows when none exists yet; a chunk that meets an existing row is claimed row by row.
+        Keys of the answer: (identity, handler). ``StorageUnavailableError`` when Storage does not answer.
         """
+        margin = self.config.lease_margin_seconds
+        wanted: dict[tuple[str, str], dict[str, Any]] = {}
+        for identity, leases in requests:
+            for handler, lease in leases.items():
+                wanted[(identity, handler)] = self._entity(identity, handler, _RUNNING, lease + margin, owner)
+        if not wanted:
+            return {}
+        table = await self._table()
+        chunks = _chunks(wanted)
+        answers = await asyncio.gather(*(self._claim_chunk(table, chunk) for chunk in chunks))
+        return {key: claim for answer in answers for key, claim in answer.items()}
+
+    async def _claim_chunk(
+        self, table: TableClient, chunk: dict[tuple[str, str], dict[str, Any]]
+    ) -> dict[tuple[str, str], Claim]:
+        """One transaction; a row that exists fails it whole (nothing written) and the error names that
+        row, so it is set aside and the rest is tried again. Past ``CONFLICTS_BEFORE_ROW_BY_ROW`` such rows
+        (a redelivered message), the rest is decided row by row."""
         from azure.data.tables import TableTransactionError
 
-        table = await self._table()
-        margin = self.config.lease_margin_seconds
-        entities = {h: self._entity(identity, h, _RUNNING, lease + margin, owner) for h, lease in leases.items()}
-        if not entities:
-            return {}
-        try:
-            created = await table.submit_transaction([("create", e) for e in entities.values()])
-            return {h: Claim(identity, h, "acquired", r.get("etag")) for h, r in zip(entities, created, strict=True)}
-        except TableTransactionError as error:
-            if error.status_code != 409:
-                raise
-        rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": identity})
-        existing = {row["RowKey"]: row async for row in rows}
-        claims = await asyncio.gather(
-            *(self._claim_one(table, h, e, existing.get(e["RowKey"])) for h, e in entities.items())
-        )
-        return {c.handler: c for c in claims}
+        pending = dict(chunk)
+        claims: dict[tuple[str, str], Claim] = {}
+        aside: dict[tuple[str, str], dict[str, Any]] = {}
+        while pending:
+            try:
+                created = await table.submit_transaction([("create", e) for e in pending.values()])
+            except TableTransactionError as error:
+                if error.status_code != 409:
+                    raise
+                keys = list(pending)
+                index = error.index if 0 <= error.index < len(keys) else 0
+                aside[keys[index]] = pending.pop(keys[index])
+                if len(aside) > CONFLICTS_BEFORE_ROW_BY_ROW:
+                    aside.update(pending)
+                    pending = {}
+                continue
+            claims.update(
+                {k: Claim(k[0], k[1], "acquired", r.get("etag")) for k, r in zip(pending, created, strict=True)}
+            )
+            break
+        decided = await asyncio.gather(*(self._claim_one(table, key, entity) for key, entity in aside.items()))
+        claims.update(zip(aside, decided, strict=True))
+        return claims
 
-    async def _claim_one(
-        self, table: TableClient, handler: str, entity: dict[str, Any], existing: TableEntity | None
-    ) -> Claim:
+    async def _claim_one(self, table: TableClient, key: tuple[str, str], entity: dict[str, Any]) -> Claim:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
-        identity = entity["PartitionKey"]
+        identity, handler = key
+        existing: TableEntity | None
+        try:
+            existing = await table.get_entity(entity["PartitionKey"], entity["RowKey"])
+        except ResourceNotFoundError:
+            existing = None
         if existing is None:
             try:
                 created = await table.create_entity(entity)
@@ -152,16 +201,19 @@ class DedupeStore:
 
     async def complete(self, claims: Collection[Claim]) -> None:
         """Mark handlers done (unconditionally: they did run, whoever holds the rows now); one
-        transaction per identity. ``StorageUnavailableError`` when Storage does not answer."""
+        transaction per partition and 100 rows. ``StorageUnavailableError`` when Storage does not answer."""
         from azure.data.tables import UpdateMode
 
-        by_identity: dict[str, list[Claim]] = {}
-        for claim in claims:
-            by_identity.setdefault(claim.identity, []).append(claim)
+        rows = {(c.identity, c.handler): self._entity(c.identity, c.handler, _DONE, 0) for c in claims}
+        if not rows:
+            return
         table = await self._table()
-        for identity, group in by_identity.items():
-            entities = [self._entity(identity, c.handler, _DONE, 0) for c in group]
-            await table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities])
+        await asyncio.gather(
+            *(
+                table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk.values()])
+                for chunk in _chunks(rows)
+            )
+        )
 
     async def release(self, claim: Claim) -> None:
         """Drop our claim after a failure so a redelivery can run the handler; best effort (the lease
@@ -171,7 +223,10 @@ class DedupeStore:
 
         try:
             await (await self._table()).delete_entity(
-                claim.identity, safe_key(claim.handler), etag=claim.etag, match_condition=MatchConditions.IfNotModified
+                self.partition(claim.identity),
+                f"{safe_key(claim.identity)}~{safe_key(claim.handler)}",
+                etag=claim.etag,
+                match_condition=MatchConditions.IfNotModified,
             )
         except (AzureError, StorageUnavailableError) as error:
             log.info("could not release claim of %s on %s: %s", claim.handler, claim.identity, type(error).__name__)
@@ -180,8 +235,16 @@ class DedupeStore:
         """Names (keys) of the handlers marked done for ``identity`` and not expired."""
         table = await self._table()
         now = self._now()
-        rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": identity})
-        return {r["RowKey"] async for r in rows if r.get("State") == _DONE and r.get("ExpiresAt", now) > now}
+        prefix = f"{safe_key(identity)}~"
+        rows = table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            parameters={"pk": self.partition(identity), "low": prefix, "high": prefix[:-1] + chr(ord("~") + 1)},
+        )
+        return {
+            str(r["RowKey"])[len(prefix) :]
+            async for r in rows
+            if r.get("State") == _DONE and r.get("ExpiresAt", now) > now and "~" not in str(r["RowKey"])[len(prefix) :]
+        }
 
     async def sweep(self, limit: int = 20_000) -> int:
         """Delete up to ``limit`` expired markers; run from a timer. Returns how many were deleted.
@@ -221,3 +284,15 @@ class DedupeStore:
         if batch:
             deleted += await flush()
         return deleted
+
+
+def _chunks(rows: dict[tuple[str, str], dict[str, Any]]) -> list[dict[tuple[str, str], dict[str, Any]]]:
+    """``rows`` split into groups of one partition and at most ``TRANSACTION_LIMIT`` rows."""
+    by_partition: dict[str, list[tuple[tuple[str, str], dict[str, Any]]]] = {}
+    for key, row in rows.items():
+        by_partition.setdefault(row["PartitionKey"], []).append((key, row))
+    return [
+        dict(group[start : start + TRANSACTION_LIMIT])
+        for group in by_partition.values()
+        for start in range(0, len(group), TRANSACTION_LIMIT)
+    ]

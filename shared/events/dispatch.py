@@ -1,8 +1,10 @@
-"""Publish an event so each handler's effect happens once, however often the event is delivered.
+"""Publish events so each handler's effect happens once, however often an event is delivered.
 
-Used by the queue processor (source ``notification``) and by delta catch-up (source ``delta``): claim
-a marker per matching handler, publish to the claimed ones only (the rest are in the bus's skip set),
-mark each success done the moment it succeeds, and release failures so only those run again.
+Used by the queue processor (a whole message's events at once, ``dispatch_many``, source
+``notification``) and by delta catch-up and the mirror (``dispatch``, one event): claim a marker per
+matching handler (one transaction per marker partition for the whole batch), publish to the claimed
+ones only (the rest are in the bus's skip set), mark each handler's successes done as soon as it
+succeeded (again batched), and release failures so only those run again.
 
 Storage outages are waited out in place, within ``OutageWait.budget_seconds`` of the dispatch's start:
 a claim that cannot be written is retried; a handler that failed because Storage did not answer (the
@@ -17,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.events.bus import FAILED, EventBus, HandlerOutcome
-from shared.events.dedupe import Claim, DedupeStore
+from shared.events.dedupe import Claim, ClaimRequest, DedupeStore
 from shared.events.model import Event
 from shared.storage import OutageWait
 
@@ -60,46 +63,74 @@ class ExactlyOnceDispatcher:
         self._wait = outage_wait or OutageWait()
 
     async def dispatch(self, event: Event) -> DispatchResult:
-        """Run the once-handlers that have not completed for ``event.id`` and every idempotent handler;
-        ``StorageUnavailableError`` when the claims could not be written within the outage budget.
+        """``dispatch_many`` for one event (delta catch-up, the mirror)."""
+        (result,) = await self.dispatch_many([event])
+        return result
+
+    async def dispatch_many(self, events: Sequence[Event]) -> list[DispatchResult]:
+        """Run, for each event, the once-handlers that have not completed for ``event.id`` and every
+        idempotent handler; one result per event, in order. ``StorageUnavailableError`` when the claims
+        could not be written within the outage budget.
 
         Idempotent handlers (cache invalidation) skip the markers: running them again is harmless, and a
         dedupe identity that cannot tell a redelivery from a new change (no etag) must never suppress them.
+        Events sharing an id (a notification repeated in one message) run once; the copies are duplicates.
         """
         deadline = time.monotonic() + self._wait.budget_seconds
         owner = uuid.uuid4().hex
         delay = self._wait.first_delay
+        unique = list({e.id: e for e in reversed(events)}.values())[::-1]  # first copy of each id, in order
+        results: dict[str, DispatchResult] = {}
+        pending = unique
         while True:
-            result = await self._attempt(event, owner, deadline)
+            for result in await self._attempt(pending, owner, deadline):
+                results[result.event.id] = result
+            pending = [r.event for r in results.values() if r.outage]
             remaining = deadline - time.monotonic()
-            if not result.outage or remaining <= 0:
-                return result
+            if not pending or remaining <= 0:
+                break
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, self._wait.max_delay)
+        answers: list[DispatchResult] = []
+        seen: set[str] = set()
+        for event in events:
+            answers.append(results[event.id] if event.id not in seen else self._copy(event))
+            seen.add(event.id)
+        return answers
 
-    async def _attempt(self, event: Event, owner: str, deadline: float) -> DispatchResult:
-        registrations = self.bus.handlers_for(event.type)
-        once = {r.name: r.timeout for r in registrations if r.once}
-        claims = await self._wait.run(lambda: self._dedupe.claim(event.id, once, owner), deadline) if once else {}
-        acquired = {h: c for h, c in claims.items() if c.state == "acquired"}
-        done = frozenset(h for h, c in claims.items() if c.state == "done")
-        busy = frozenset(h for h, c in claims.items() if c.state == "busy")
-        idempotent = frozenset(r.name for r in registrations if not r.once)
-        if not acquired and not idempotent:
-            return DispatchResult(event, (), done, busy)
+    def _copy(self, event: Event) -> DispatchResult:
+        """A second copy of an event in the same batch: its once-handlers count as done."""
+        once = frozenset(r.name for r in self.bus.handlers_for(event.type) if r.once)
+        return DispatchResult(event, (), once, frozenset())
 
-        async def record_done(handler: str) -> None:
-            claim = acquired.get(handler)
-            if claim is not None:
-                await self._wait.run(lambda: self._complete(claim), deadline)
+    async def _attempt(self, events: Sequence[Event], owner: str, deadline: float) -> list[DispatchResult]:
+        registrations = [self.bus.handlers_for(e.type) for e in events]
+        requests: list[ClaimRequest] = [
+            (e.id, {r.name: r.timeout for r in regs if r.once}) for e, regs in zip(events, registrations, strict=True)
+        ]
+        claims = await self._wait.run(lambda: self._dedupe.claim_many(requests, owner), deadline)
+        by_event = [{h: claims[(e.id, h)] for h in once} for e, (_, once) in zip(events, requests, strict=True)]
+        done = [frozenset(h for h, c in mine.items() if c.state == "done") for mine in by_event]
+        busy = [frozenset(h for h, c in mine.items() if c.state == "busy") for mine in by_event]
 
-        result = await self.bus.publish(event, skip=done | busy, on_success=record_done)
-        ran = tuple(o for o in result.outcomes if o.status != "skipped")
-        # Handlers that failed are released so a redelivery runs them; one that ran but could not be
-        # recorded ("unrecorded") keeps its claim, so no other copy runs it again within the lease.
-        failed = [acquired[o.name] for o in ran if o.status in ("failed", "timeout") and o.name in acquired]
+        async def record_done(handler: str, succeeded: Sequence[Event]) -> None:
+            ids = {e.id for e in succeeded}
+            mine = [claims[(i, handler)] for i in ids if (i, handler) in claims]
+            if mine:
+                await self._wait.run(lambda: self._dedupe.complete(mine), deadline)
+
+        published = await self.bus.publish_many(
+            events, skip=[d | b for d, b in zip(done, busy, strict=True)], on_success=record_done
+        )
+        results: list[DispatchResult] = []
+        failed: list[Claim] = []
+        for i, (event, publish) in enumerate(zip(events, published, strict=True)):
+            ran = tuple(o for o in publish.outcomes if o.status != "skipped")
+            idempotent = frozenset(r.name for r in registrations[i] if not r.once)
+            results.append(DispatchResult(event, ran, done[i], busy[i], idempotent))
+            # Handlers that failed are released so a redelivery runs them; one that ran but could not be
+            # recorded ("unrecorded") keeps its claim, so no other copy runs it again within the lease.
+            acquired = {h: c for h, c in by_event[i].items() if c.state == "acquired"}
+            failed += [acquired[o.name] for o in ran if o.status in ("failed", "timeout") and o.name in acquired]
         await asyncio.gather(*(self._dedupe.release(c) for c in failed))
-        return DispatchResult(event, ran, done, busy, idempotent)
-
-    async def _complete(self, claim: Claim) -> None:
-        await self._dedupe.complete([claim])
+        return results

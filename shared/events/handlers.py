@@ -1,17 +1,21 @@
 """Built-in handlers: invalidate cached Graph data, and forward events to downstream systems.
 
 Both are registered under stable names (the dedupe markers are keyed by them), so renaming a handler
-makes it run again for notifications still in flight.
+makes it run again for notifications still in flight. Both have a batch form for a queue message's
+events: invalidation writes each stale key and group once per batch, forwarding packs the events into
+few ``graph-events`` messages (``shared.events.outbound`` says the format).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from shared.concurrency import gather_bounded
 from shared.errors import StorageUnavailableError
+from shared.events import outbound
 from shared.events.bus import EventBus
 from shared.events.model import Event
 from shared.names import EVENTS_QUEUE
@@ -31,6 +35,8 @@ class CacheInvalidation(Protocol):
     async def invalidate_key(self, namespace: str, key: str) -> None: ...
 
     async def invalidate_group(self, group: str) -> None: ...
+
+    async def invalidate_groups(self, groups: Collection[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -64,24 +70,44 @@ class CacheInvalidator:
             return
         await self._cache.invalidate_group(self._names.messages_group.format(user_id=event.user_id))
 
+    async def users_changed_many(self, events: Sequence[Event]) -> Mapping[str, BaseException]:
+        """``user_changed`` for a batch: each user's entry and group once (raises: all failed)."""
+        names = self._names
+        users = {e.user_id for e in events if e.user_id is not None}
+        await gather_bounded(
+            sorted(users),
+            16,
+            lambda u: self._cache.invalidate_key(names.users_namespace, names.user_key.format(user_id=u)),
+        )
+        await self._cache.invalidate_groups({names.user_group.format(user_id=u) for u in users})
+        return {}
+
+    async def messages_changed_many(self, events: Sequence[Event]) -> Mapping[str, BaseException]:
+        """``messages_changed`` for a batch: each mailbox's group once (raises: all failed)."""
+        users = {e.user_id for e in events if e.user_id is not None}
+        await self._cache.invalidate_groups({self._names.messages_group.format(user_id=u) for u in users})
+        return {}
+
 
 Enricher = Callable[[Event], Awaitable[Mapping[str, Any] | None]]
 
 
 @dataclass(frozen=True)
 class ForwardingConfig:
-    """Where events go, and whether they are enriched (off by default: it costs a Graph call each)."""
+    """Where events go, whether they are enriched (off by default: it costs a Graph call each), and how
+    many share one queue message (1: the single-event format; more: the ``v: 2`` envelope)."""
 
     queue: str = EVENTS_QUEUE
     enrich: bool = False
+    events_per_message: int = 100
 
 
 class EventForwarder:
-    """Writes each event's JSON to the outbound queue: the integration point for downstream systems.
+    """Writes events' JSON to the outbound queue: the integration point for downstream systems.
 
-    With enrichment on, the injected ``enricher`` supplies ``data``; if it fails the handler fails and
-    the event is retried (its other handlers are not re-run). Data that would not fit one queue message
-    is left out (``data`` null) rather than failing forever.
+    With enrichment on, the injected ``enricher`` supplies ``data``; if it fails that event fails and is
+    retried (its other handlers are not re-run). Data that would not fit one queue message is left out
+    (``data`` null) rather than failing forever. A failed send fails exactly the events it carried.
     """
 
     def __init__(
@@ -92,13 +118,50 @@ class EventForwarder:
         self._enricher = enricher
 
     async def __call__(self, event: Event) -> None:
+        failures = await self.send_many([event])
+        if event.id in failures:
+            raise failures[event.id]
+
+    async def send_many(self, events: Sequence[Event]) -> dict[str, BaseException]:
+        """Send ``events`` packed per the config; the events whose enrichment or send failed (id → error)."""
+        failures: dict[str, BaseException] = {}
+        ready = list(events)
         if self.config.enrich and self._enricher is not None:
-            event = replace(event, data=await self._enricher(event))
+            enriched = await gather_bounded(events, 8, self._enrich)
+            for event, result in zip(events, enriched, strict=True):
+                if isinstance(result, BaseException):
+                    failures[event.id] = result
+            ready = [r for r in enriched if isinstance(r, Event)]
+        packed = self.config.events_per_message > 1
+        texts = [self._text(e, packed) for e in ready]
+        groups = outbound.pack(texts, self.config.events_per_message, QUEUE_MESSAGE_MAX_TEXT_BYTES)
+        queue = await self._queues.get(self.config.queue)
+
+        async def send(group: list[int]) -> None:
+            carried = [ready[i] for i in group]
+            try:
+                await self._send(queue, outbound.encode([texts[i] for i in group], packed), carried)
+            except Exception as error:
+                failures.update((e.id, error) for e in carried)
+
+        await asyncio.gather(*(send(g) for g in groups))
+        return failures
+
+    async def _enrich(self, event: Event) -> Event | BaseException:
+        assert self._enricher is not None
+        try:
+            return replace(event, data=await self._enricher(event))
+        except Exception as error:
+            return error
+
+    def _text(self, event: Event, packed: bool) -> str:
         text = event.to_json()
-        if len(text.encode("utf-8")) > QUEUE_MESSAGE_MAX_TEXT_BYTES:
+        if not outbound.fits_alone(text, QUEUE_MESSAGE_MAX_TEXT_BYTES, packed):
             log.warning("forwarding %s %s without its data: too large for one message", event.type, event.id)
             text = replace(event, data=None).to_json()
-        queue = await self._queues.get(self.config.queue)
+        return text
+
+    async def _send(self, queue: Any, text: str, events: Sequence[Event]) -> None:
         try:
             # No SDK retry after a lost answer: it would repeat the send unseen. The caller retries it
             # knowingly, and a send whose outcome is unknown is logged: it is the only way a consumer can
@@ -106,10 +169,12 @@ class EventForwarder:
             await queue.send_message(text, retry_read=0)
         except StorageUnavailableError as error:
             if error.ambiguous:
-                _outcome_unknown(event, error.message)
+                for event in events:
+                    _outcome_unknown(event, error.message)
             raise
         except asyncio.CancelledError:
-            _outcome_unknown(event, "the send was cancelled (handler timeout or shutdown)")
+            for event in events:
+                _outcome_unknown(event, "the send was cancelled (handler timeout or shutdown)")
             raise
 
 
@@ -131,7 +196,21 @@ def register_builtin_handlers(
         # Invalidation is idempotent, so it runs on every delivery instead of once per dedupe identity: an
         # etag-less change (users) arriving inside the dedupe window must still drop the cached entry.
         users = ["users.updated", "users.deleted"]
-        bus.subscribe(CACHE_USERS_HANDLER, invalidator.user_changed, users, timeout=timeout, once=False)
-        bus.subscribe(CACHE_MESSAGES_HANDLER, invalidator.messages_changed, ["messages.*"], timeout=timeout, once=False)
+        bus.subscribe(
+            CACHE_USERS_HANDLER,
+            invalidator.user_changed,
+            users,
+            timeout=timeout,
+            once=False,
+            batch=invalidator.users_changed_many,
+        )
+        bus.subscribe(
+            CACHE_MESSAGES_HANDLER,
+            invalidator.messages_changed,
+            ["messages.*"],
+            timeout=timeout,
+            once=False,
+            batch=invalidator.messages_changed_many,
+        )
     if forwarder is not None:
-        bus.subscribe(FORWARD_HANDLER, forwarder, ["*"], timeout=timeout)
+        bus.subscribe(FORWARD_HANDLER, forwarder, ["*"], timeout=timeout, batch=forwarder.send_many)

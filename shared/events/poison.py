@@ -6,24 +6,33 @@ themselves, wrapped with a reason: ``{"poisoned": {"reason", "queue", "at"}, "me
 (or the original alone when the wrapper would exceed a queue message; the reason is then only logged).
 Replay sends the original text back to its queue and deletes the poison copy only after that send
 succeeded, so a crash mid-replay duplicates at worst (the dedupe markers absorb duplicates).
+
+A bad item is written once, however often its message is delivered (its neighbours may fail and make
+the host redeliver it): ``poison_items`` claims a dedupe marker named after the queue and the item's
+canonical JSON before writing, and marks it done after; a redelivery finds it done and writes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import StorageUnavailableError
+from shared.events.dedupe import DedupeStore
 from shared.events.notifications import encode_envelope
 from shared.names import POISON_SUFFIX
-from shared.storage import QUEUE_MESSAGE_MAX_TEXT_BYTES, Queues
+from shared.storage import QUEUE_MESSAGE_MAX_TEXT_BYTES, OutageWait, Queues, hashed_key
 from shared.telemetry import get_logger
 
 log = get_logger("events.poison")
 
 MAX_REASON_CHARS = 500
+POISON_MARKER = "poison"  # the dedupe "handler" name of a poisoned item's marker
+POISON_LEASE_SECONDS = 30.0
 PEEK_LIMIT = 32  # the Queue service returns at most 32 messages per peek/receive
 
 
@@ -79,6 +88,57 @@ async def poison_item(queues: Queues, queue: str, received_at: datetime, raw: An
     except StorageUnavailableError:
         return False
     return True
+
+
+def poison_identity(queue: str, raw: Any) -> str:
+    """The marker identity of a bad item: the same item from the same queue, whichever message held it."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "poison-" + hashed_key(f"{queue}\n{canonical}")
+
+
+BadItem = tuple[Any, str]  # (the raw item, why it is bad)
+
+
+async def poison_items(
+    queues: Queues,
+    marks: DedupeStore | None,
+    queue: str,
+    received_at: datetime,
+    bad: Sequence[BadItem],
+    wait: OutageWait | None = None,
+) -> list[bool]:
+    """Park each bad item once (see the module docstring); per item, whether it is parked (now or by an
+    earlier delivery). False: not parked, the caller must retry (an outage, or another copy is writing
+    it right now). Without ``marks`` every call writes (at least once)."""
+    if not bad:
+        return []
+    if marks is None:
+        return list(await asyncio.gather(*(poison_item(queues, queue, received_at, r, why) for r, why in bad)))
+    identities = [poison_identity(queue, raw) for raw, _ in bad]
+    try:
+        claims = await marks.claim_many([(i, {POISON_MARKER: POISON_LEASE_SECONDS}) for i in identities])
+    except StorageUnavailableError:
+        return [False] * len(bad)
+
+    async def one(identity: str, item: BadItem) -> bool:
+        claim = claims[(identity, POISON_MARKER)]
+        if claim.state != "acquired":
+            return claim.state == "done"
+        if not await poison_item(queues, queue, received_at, *item):
+            await marks.release(claim)
+            return False
+        return True
+
+    parked = await asyncio.gather(*(one(i, item) for i, item in zip(identities, bad, strict=True)))
+    written = [claims[(i, POISON_MARKER)] for i, ok in zip(identities, parked, strict=True) if ok]
+    written = [c for c in written if c.state == "acquired"]
+    if written:
+        # Retried through an outage: a marker left "running" lets a delivery after its lease write it again.
+        try:
+            await (wait or OutageWait()).run(lambda: marks.complete(written))
+        except StorageUnavailableError as error:
+            log.warning("poisoned %d items but could not record it: %s", len(written), error.message)
+    return list(parked)
 
 
 async def peek_poison(queues: Queues, queue: str, limit: int = PEEK_LIMIT) -> list[PoisonMessage]:

@@ -6,15 +6,20 @@ Failure handling, item by item:
   processor itself writes it to ``graph-notifications-poison`` with the reason and returns normally;
   the host would otherwise redeliver it ``maxDequeueCount`` times for nothing.
 - A *bad item* in a good message is poisoned alone (as a one-item envelope, so a replay after a fix
-  processes it); its neighbours carry on.
+  processes it), once however often the message is redelivered; its neighbours carry on.
 - A *handler failure* (or a storage error around the markers) does not stop the other items. Once all
   items were tried the processor raises ``HandlersFailedError`` so the host redelivers the message;
   on redelivery completed handlers are skipped by their markers and only the failed ones run. After
   ``maxDequeueCount`` (host.json: 5) attempts the host moves the message to the poison queue as-is;
   replaying it later is safe for the same reason.
 
-The parse → poison → bounded run → count → raise shape is ``batch.BatchProcessor``, shared with the
-lifecycle processor; this module says what a change item is and how it is dispatched.
+The good items of a message are dispatched together (``ExactlyOnceDispatcher.dispatch_many``), so their
+Storage work is batched: claims and completions in entity-group transactions, one cache write per stale
+group, events packed into few ``graph-events`` messages. Each delivery reports the Storage calls it made
+(counted at the call, ``metrics.record_processor_storage``).
+
+The parse → poison → run → count → raise shape is ``batch.BatchProcessor``, shared with the lifecycle
+processor; this module says what a change item is and how it is dispatched.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from shared import metrics
 from shared.background import BackgroundGate
 from shared.errors import InvalidInputError, TransientError
 from shared.events.batch import BatchConfig, BatchFailedError, BatchProcessor, BatchResult
-from shared.events.dispatch import ExactlyOnceDispatcher
+from shared.events.dedupe import DedupeStore
+from shared.events.dispatch import DispatchResult, ExactlyOnceDispatcher
 from shared.events.notifications import ChangeNotification, LifecycleNotification, Notification, QueueEnvelope
 from shared.names import NOTIFICATIONS_QUEUE
-from shared.storage import Queues
+from shared.storage import Queues, counting_calls
 from shared.telemetry import get_logger
 
 log = get_logger("events.processor")
@@ -42,7 +48,7 @@ ItemOutcome = Literal["published", "duplicate", "poisoned", "failed"]
 @dataclass(frozen=True)
 class ProcessorConfig(BatchConfig):
     queue: str = NOTIFICATIONS_QUEUE
-    item_concurrency: int = 16  # items of one message processed at once (each costs a few table calls)
+    item_concurrency: int = 16  # unused here: a message's items are dispatched as one batch
 
 
 @dataclass(frozen=True)
@@ -69,20 +75,36 @@ class NotificationProcessor(BatchProcessor[ChangeNotification, ProcessResult]):
         dispatcher: ExactlyOnceDispatcher,
         queues: Queues,
         config: ProcessorConfig | None = None,
+        *,
+        poison_marks: DedupeStore | None = None,
         gate: BackgroundGate | None = None,
     ) -> None:
         self.config = config or ProcessorConfig()
-        super().__init__(queues, self.config, result=ProcessResult, failure=HandlersFailedError, log=log, gate=gate)
+        super().__init__(
+            queues,
+            self.config,
+            result=ProcessResult,
+            failure=HandlersFailedError,
+            log=log,
+            poison_marks=poison_marks,
+            gate=gate,
+        )
         self._dispatcher = dispatcher
 
     async def process(self, body: bytes | str, dequeue_count: int = 1) -> ProcessResult:
         """Handle every item; raise ``HandlersFailedError`` at the end if any item must be retried."""
         started = time.perf_counter()
-        with metrics.span("notifications.process", {"attempt": str(dequeue_count)}):
+        items = 0
+        with metrics.span("notifications.process", {"attempt": str(dequeue_count)}), counting_calls() as storage:
             try:
                 result = await self._process_batch(body, dequeue_count)
+                items = result.items
+            except HandlersFailedError as error:
+                items = error.result.items
+                raise
             finally:
                 metrics.record_processing(time.perf_counter() - started)
+                metrics.record_processor_storage(storage.calls, items)
         if result.message_poisoned:
             metrics.record_notifications("poisoned", 1, "message")
         return result
@@ -97,13 +119,24 @@ class NotificationProcessor(BatchProcessor[ChangeNotification, ProcessResult]):
             metrics.record_notifications(stage, count)
 
     async def _handle(self, notification: ChangeNotification, envelope: QueueEnvelope) -> ItemOutcome:
-        event = notification.to_event(envelope.received_at)
+        (outcome,) = await self._run_accepted([notification], envelope)
+        return outcome
+
+    async def _run_accepted(self, accepted: list[ChangeNotification], envelope: QueueEnvelope) -> list[ItemOutcome]:
+        if not accepted:
+            return []
+        events = [n.to_event(envelope.received_at) for n in accepted]
         try:
-            dispatched = await self._dispatcher.dispatch(event)
+            dispatched = await self._dispatcher.dispatch_many(events)
         except TransientError as error:
-            log.warning("could not dispatch %s %s: %s", event.type, event.id, error.message)
-            return "failed"
-        if dispatched.failed:
-            log.warning("handlers %s left to run for %s %s", ", ".join(dispatched.failed), event.type, event.id)
-            return "failed"
-        return "duplicate" if dispatched.duplicate else "published"
+            log.warning("could not dispatch %d events: %s", len(events), error.message)
+            return ["failed"] * len(events)
+        return [_outcome(d) for d in dispatched]
+
+
+def _outcome(dispatched: DispatchResult) -> ItemOutcome:
+    event = dispatched.event
+    if dispatched.failed:
+        log.warning("handlers %s left to run for %s %s", ", ".join(dispatched.failed), event.type, event.id)
+        return "failed"
+    return "duplicate" if dispatched.duplicate else "published"

@@ -58,6 +58,7 @@ from shared.metrics.record import (
     record_loop_lag,
     record_notifications,
     record_processing,
+    record_processor_storage,
     record_webhook_ack,
 )
 from shared.metrics.state import EXPIRY, WINDOW
@@ -106,6 +107,7 @@ __all__ = [
     "record_loop_lag",
     "record_notifications",
     "record_processing",
+    "record_processor_storage",
     "record_webhook_ack",
     "reset",
     "span",

@@ -85,3 +85,10 @@ def record_loop_lag(seconds: float) -> None:
     WINDOW.observe("event_loop.lag.ms", seconds * 1000)
     if otel.instruments is not None:
         otel.instruments.loop_lag.record(seconds)
+
+
+def record_processor_storage(calls: int, items: int) -> None:
+    """The Storage calls one delivery of a ``graph-notifications`` message made, and its items (the
+    benchmark divides the totals: calls per item, counted at the call)."""
+    WINDOW.count("processor.storage_calls", calls)
+    WINDOW.count("processor.items", items)

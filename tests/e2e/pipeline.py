@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from shared.events.outbound import decode_events
 from shared.secret import Secret
 from shared.storage import Queues, Tables
 from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry
@@ -108,9 +108,9 @@ class EventSink:
         """Wait until at least ``count`` events arrived, then ``settle`` seconds more for any extra."""
         deadline = time.monotonic() + timeout
         while len(self.events) < count and time.monotonic() < deadline:
-            self.events += [json.loads(text) for text in drain_queue(self._app, "graph-events")]
+            self.events += [e for text in drain_queue(self._app, "graph-events") for e in decode_events(text)]
             time.sleep(0.3)
         if settle:
             time.sleep(settle)
-            self.events += [json.loads(text) for text in drain_queue(self._app, "graph-events")]
+            self.events += [e for text in drain_queue(self._app, "graph-events") for e in decode_events(text)]
         return self.events

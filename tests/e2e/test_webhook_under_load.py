@@ -20,14 +20,18 @@ from shared.events.notifications import encode_envelope
 from tests.e2e.conftest import RunningApp
 from tests.e2e.pipeline import queue_length, send_to_queue, subscribe
 from tests.fixtures.graphsim import GraphSimServer
+from tests.waiting import wait_until
 
 BACKLOG_MESSAGES = 20
 ITEMS_PER_MESSAGE = 100
 BURST_POSTS = 40
 ITEMS_PER_POST = 10
-# Graph counts a delivery as slow above 3 s; the benchmark's target is a 250 ms p99 at a steady rate. A
-# burst of 40 concurrent POSTs on a loaded 2-core CI machine queues behind itself, so the test allows 1 s.
-ACK_BOUND_SECONDS = 1.0
+# Graph counts a delivery as slow above 3 s; the benchmark's target is a 250 ms p99 at a steady rate. Here 40
+# POSTs arrive at once on a 2-core machine while a message of 100 items is mid-flight (its Table transactions
+# are single ~100 ms steps on the loop that a POST cannot overtake). Measured on the development machine: with
+# the gate the slowest answer took 0.8-1.14 s; without it 1.8-1.9 s (batched processor) or every POST got a
+# 503 (before batching). The bound sits between the two.
+ACK_BOUND_SECONDS = 1.5
 
 
 def message_items(subscription_id: str, client_state: str, run: str, count: int) -> list[dict[str, object]]:
@@ -81,6 +85,7 @@ def test_a_burst_during_heavy_processing_is_acknowledged_within_the_bound(
         assert time.monotonic() < deadline, "the processor never started on the backlog"
         time.sleep(0.2)
     forwarded_before = queue_length(app, "graph-events")
+    assert queue_length(app, "graph-notifications") > 0, "the backlog was gone before the burst"
 
     bodies = [
         json.dumps({"value": message_items(subscription_id, client_state, f"p{p:03d}", ITEMS_PER_POST)}).encode()
@@ -91,7 +96,5 @@ def test_a_burst_during_heavy_processing_is_acknowledged_within_the_bound(
     assert [status for status, _ in answers] == [202] * BURST_POSTS
     slowest = max(seconds for _, seconds in answers)
     assert slowest <= ACK_BOUND_SECONDS, f"slowest acknowledgement took {slowest:.2f} s"
-    # Processing went on meanwhile (it yields, it does not stop), and the backlog was real.
-    time.sleep(1.0)
-    assert queue_length(app, "graph-events") > forwarded_before
-    assert queue_length(app, "graph-notifications") > 0
+    # Processing goes on (it yields, it does not stop).
+    assert wait_until(lambda: queue_length(app, "graph-events") > forwarded_before, timeout=60)

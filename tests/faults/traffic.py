@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from shared.events.outbound import decode_events
+
 EVENTS_QUEUE = "graph-events"
 NOTIFICATIONS_QUEUE = "graph-notifications"
 ITEMS_PER_POST = 10
@@ -254,11 +256,9 @@ class SeenEvent:
 
 
 def events_in(body: str) -> list[dict[str, Any]]:
-    """The events of one ``graph-events`` message: one event object, or ``{"v": 2, "events": [...]}``."""
-    data = json.loads(body)
-    if isinstance(data, dict) and data.get("v") == 2 and isinstance(data.get("events"), list):
-        return [e for e in data["events"] if isinstance(e, dict)]
-    return [data] if isinstance(data, dict) else []
+    """The events of one ``graph-events`` message (the app's own decoder: a bare event or the v2 envelope);
+    ``ValueError`` for anything else."""
+    return decode_events(body)
 
 
 class EventCollector:

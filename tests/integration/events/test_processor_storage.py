@@ -15,6 +15,7 @@ from shared.events.dispatch import ExactlyOnceDispatcher
 from shared.events.handlers import EventForwarder, ForwardingConfig, register_builtin_handlers
 from shared.events.model import Event
 from shared.events.notifications import encode_envelope, parse_envelope
+from shared.events.outbound import decode_events
 from shared.events.poison import peek_poison
 from shared.events.processor import HandlersFailedError, NotificationProcessor, ProcessorConfig
 from shared.storage import Queues, Tables
@@ -124,7 +125,7 @@ async def test_forwarding_writes_one_event_to_graph_events(tables: Tables, queue
     for _ in range(2):
         await processor.process(message(samples.user_change()))
     (text,) = await drain(await queues.get(names.events))
-    event = json.loads(text)
+    (event,) = decode_events(text)
     assert (event["type"], event["user_id"], event["source"]) == ("users.updated", samples.USER, "notification")
 
 

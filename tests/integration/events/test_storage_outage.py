@@ -26,6 +26,7 @@ from shared.events.dispatch import ExactlyOnceDispatcher
 from shared.events.handlers import FORWARD_HANDLER, EventForwarder, ForwardingConfig
 from shared.events.model import Event
 from shared.events.notifications import encode_envelope
+from shared.events.outbound import decode_events
 from shared.events.processor import HandlersFailedError, NotificationProcessor, ProcessorConfig, ProcessResult
 from shared.storage import OutageWait, Queues, Tables
 from shared.wiring import STORAGE_CLIENT_OPTIONS
@@ -127,7 +128,7 @@ async def forwarded_ids(queues: Queues, queue: str) -> Counter[str]:
     ids: Counter[str] = Counter()
     while batch := [m async for m in client.receive_messages(max_messages=32, messages_per_page=32)]:
         for received in batch:
-            ids[json.loads(received.content)["id"]] += 1
+            ids.update(event["id"] for event in decode_events(received.content))
             await client.delete_message(received)
     return ids
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +21,8 @@ from shared.events.handlers import (
     register_builtin_handlers,
 )
 from shared.events.model import Event
-from shared.storage import guard
+from shared.events.outbound import decode_events
+from shared.storage import QUEUE_MESSAGE_MAX_TEXT_BYTES, guard
 from tests.unit.events.fakes import FakeQueues
 from tests.unit.events.samples import make_event
 
@@ -35,6 +36,9 @@ class RecordingCache:
 
     async def invalidate_group(self, group: str) -> None:
         self.calls.append(("group", group))
+
+    async def invalidate_groups(self, groups: Collection[str]) -> None:
+        self.calls.append(("groups", *sorted(groups)))
 
 
 @pytest.fixture(name="cache")
@@ -82,8 +86,8 @@ async def test_forwarding_writes_the_event_json_to_graph_events() -> None:
     result = await bus.publish(make_event())
     assert [o.name for o in result.outcomes] == [FORWARD_HANDLER]
     (text,) = queues.sent["graph-events"]
-    assert json.loads(text) == make_event().to_dict()
-    assert json.loads(text)["data"] is None
+    assert json.loads(text) == {"v": 2, "events": [make_event().to_dict()]}
+    assert decode_events(text)[0]["data"] is None
 
 
 async def test_enrichment_fills_data_only_when_switched_on() -> None:
@@ -97,8 +101,8 @@ async def test_enrichment_fills_data_only_when_switched_on() -> None:
     off, on = FakeQueues(), FakeQueues()
     await EventForwarder(off, enricher=enrich)(make_event())  # type: ignore[arg-type]
     await EventForwarder(on, ForwardingConfig(enrich=True), enrich)(make_event())  # type: ignore[arg-type]
-    assert json.loads(off.sent["graph-events"][0])["data"] is None
-    assert json.loads(on.sent["graph-events"][0])["data"] == {"displayName": "Adele"}
+    assert decode_events(off.sent["graph-events"][0])[0]["data"] is None
+    assert decode_events(on.sent["graph-events"][0])[0]["data"] == {"displayName": "Adele"}
     assert calls == ["e1"]
 
 
@@ -110,7 +114,61 @@ async def test_oversized_enrichment_is_forwarded_without_data() -> None:
 
     queues = FakeQueues()
     await EventForwarder(queues, ForwardingConfig(enrich=True), enrich)(make_event())  # type: ignore[arg-type]
-    assert json.loads(queues.sent["graph-events"][0])["data"] is None
+    assert decode_events(queues.sent["graph-events"][0])[0]["data"] is None
+
+
+async def test_a_batch_invalidates_each_user_and_group_once(bus: EventBus, cache: RecordingCache) -> None:
+    """Ten message events of two mailboxes and two updates of one user: one group write for all of them,
+    and the user's key dropped once."""
+    messages = [
+        replace(make_event("messages.created"), id=f"m{n}", user_id=f"u{n % 2}", message_id=f"m{n}") for n in range(10)
+    ]
+    users = [replace(make_event("users.updated"), id=f"x{n}") for n in range(2)]
+    results = await bus.publish_many([*messages, *users])
+    assert all(r.ok for r in results)
+    assert sorted(cache.calls) == [
+        ("groups", "messages:u0", "messages:u1"),
+        ("groups", "user:u1"),
+        ("key", "users", "user:u1"),
+    ]
+
+
+async def test_one_event_per_message_keeps_the_bare_event_format() -> None:
+    """``events_per_message=1``: every message is one event object, as consumers of the old format read."""
+    queues = FakeQueues()
+    forwarder = EventForwarder(queues, ForwardingConfig(events_per_message=1))  # type: ignore[arg-type]
+    events = [replace(make_event(), id=f"e{n}") for n in range(3)]
+    assert await forwarder.send_many(events) == {}
+    texts = queues.sent["graph-events"]
+    assert [json.loads(t)["id"] for t in texts] == ["e0", "e1", "e2"]
+    assert [decode_events(t)[0]["id"] for t in texts] == ["e0", "e1", "e2"]
+
+
+async def test_packed_forwarding_fills_messages_up_to_the_count_and_the_size_limit() -> None:
+    """250 events at 100 per message: three v2 envelopes in order; large events split by size instead."""
+    queues = FakeQueues()
+    forwarder = EventForwarder(queues)  # type: ignore[arg-type]
+    events = [replace(make_event(), id=f"e{n:03d}") for n in range(250)]
+    assert await forwarder.send_many(events) == {}
+    decoded = [decode_events(t) for t in queues.sent["graph-events"]]
+    assert [len(d) for d in decoded] == [100, 100, 50]
+    assert [e["id"] for d in decoded for e in d] == [e.id for e in events]
+    big = [replace(make_event(), id=f"b{n}", data={"blob": "x" * 20_000}) for n in range(5)]
+    sized = EventForwarder(queues := FakeQueues())  # type: ignore[arg-type]
+    assert await sized.send_many(big) == {}
+    texts = queues.sent["graph-events"]
+    assert all(len(t.encode()) <= QUEUE_MESSAGE_MAX_TEXT_BYTES for t in texts)
+    assert [len(decode_events(t)) for t in texts] == [2, 2, 1]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"v": 3, "events": []}', '{"v": 2, "events": {}}', '{"v": 2, "events": [1]}', "[]", '{"id": "x"}', "nope"],
+)
+def test_the_decoder_refuses_what_is_not_a_graph_events_message(text: str) -> None:
+    """Unknown versions, wrong shapes and non-JSON are errors, never silently empty."""
+    with pytest.raises(ValueError, match=r"."):
+        decode_events(text)
 
 
 class _LostAnswerQueue:
