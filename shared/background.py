@@ -6,24 +6,24 @@ drops notifications when too many are slow). Left alone, the host hands the proc
 ``batchSize + newBatchThreshold`` messages at once, their callbacks fill the loop, and every POST waits in
 line behind them (measured: loop lag p99 ~470 ms, half the POSTs answered 503 at 1,000 notifications/s).
 
-So each unit of background work (an item of a queue message, taken by the batch processors) holds a slot
-while it runs, and the number of slots follows two signals of acknowledgement health, additive-increase /
+So each unit of background work (a ``graph-notifications`` message: its parse and its batched dispatch,
+taken by the batch processor) holds a slot while it runs, and the number of slots follows two signals of acknowledgement health, additive-increase /
 multiplicative-decrease as TCP does with its congestion window:
 
 - the loop's lag (``shared.loop_lag``, every 50 ms): over ``target_lag`` means our own callbacks crowd the
   loop; under it opens one more slot (up to ``max_slots``);
 - each webhook accept's duration (validate + persist): over ``target_ack`` means the acknowledgement path
   is slow, whether from the loop or from Storage being busy with our own processing (measured locally:
-  a loop with little lag, yet 2 s persists, because 64 items' Table calls queued ahead of the webhook's).
+  a loop with little lag, yet 2 s persists, because processing's Table calls queued ahead of the webhook's).
 
 Either one over its target halves the slots, at most once per ``cooldown`` (one burst of slow POSTs is one
 signal, not twenty), down to ``min_slots``; slots reopen one per good lag sample, but only once no signal
 was slow for ``hold`` (otherwise twenty good samples a second outvote the slow POSTs, measured: the
 processor kept 40% of the loop and acks stayed at 2-5x their unloaded time). Work already admitted finishes;
 only new admissions wait. A new process starts with one slot and opens up as samples come in (slow start, as
-TCP does): measured, starting wide open let a fresh instance admit 64 items at once into a burst of POSTs,
+TCP does): measured, starting wide open let a fresh instance admit all it was offered into a burst of POSTs,
 and their Table calls held the first seconds' acknowledgements at 2-3 s. An idle app opens every slot within
-``max_slots`` samples (~3 s), so a backlog alone is processed at full speed.
+``max_slots`` samples (under a second), so a backlog alone is processed at full speed.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class GateConfig:
     cooldown: float = 0.1  # at most one halving per cooldown
     hold: float = 1.0  # no slot opens within this long after a slow signal
     min_slots: int = 0  # overloaded, processing pauses until a good lag sample reopens one slot
-    max_slots: int = 64  # items in flight when the loop is idle (16 per message, a few messages at once)
+    max_slots: int = 16  # messages in flight when all is well; the host offers batchSize + newBatchThreshold
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_slots <= self.max_slots or self.max_slots < 1:
