@@ -5,9 +5,10 @@
   visible after the debounce delay. A burst of notifications costs one round (two if the burst straddles
   it), however many instances received them.
 - ``run_round()`` (that queue's trigger): takes the ``mirror:users`` lease (one round at a time across
-  instances; a busy lease drops the message: the holder looks at the signals when it finishes), clears
-  the waiting mark, runs the round, and if a signal arrived after the round started, or the round paused,
-  enqueues exactly one more.
+  instances; a message that meets a running round is put back, a few seconds later, so the signal it
+  carries is served by a round that starts after it), clears the waiting mark, runs the round, and if a
+  signal arrived after the round started (and enqueued nothing yet), or the round paused, enqueues one
+  more. Signals during a round therefore cost exactly one more round after it.
 - ``tick()`` (a timer): the safety net. When no round completed for ``safety_interval`` (a notification
   was lost, or none came), it runs one, so a missed change is healed within that period.
 """
@@ -33,6 +34,7 @@ LEASE_NAME = "mirror:users"
 # A round message that became visible this long ago without its round starting counts as lost (a new
 # signal enqueues another); until then it is assumed to be on its way to a worker.
 _PICKUP_GRACE = timedelta(seconds=30)
+_BUSY_RETRY_SECONDS = 5  # a round message that met a running round comes back this much later
 
 
 class RoundQueue(Protocol):
@@ -107,16 +109,18 @@ class MirrorCoordinator:
     async def run_round(self) -> RoundOutcome:
         """Run one round now, under the lease; follow it with one more if signals came in meanwhile."""
         async with self._leases.hold(LEASE_NAME, self.config.lease) as held:
-            if not held:
+            if not held:  # the running round may have started before this signal: come back after it
+                await self._enqueue(self._clock(), seconds=max(self._debounce_seconds(), _BUSY_RETRY_SECONDS))
                 return RoundOutcome(busy=True)
             started = self._clock()
             await self._store.merge_state({"QueuedUntil": None, "StartedAt": started})
             result = await self._sync.run()
             state = await self._store.state()
         signaled = state.get("SignaledAt")
-        again = result.paused or (isinstance(signaled, datetime) and signaled >= started)
+        waiting = state.get("QueuedUntil") is not None  # a signal during the round already enqueued one
+        again = not waiting and (result.paused or (isinstance(signaled, datetime) and signaled >= started))
         if again:
-            await self._enqueue(self._clock(), delay=not result.paused)
+            await self._enqueue(self._clock(), seconds=0 if result.paused else self._debounce_seconds())
         log.info(
             "mirror round: %d created, %d updated, %d deleted, %d unchanged in %d pages%s%s%s",
             result.created,
@@ -138,7 +142,10 @@ class MirrorCoordinator:
             return RoundOutcome(skipped=True)
         return await self.run_round()
 
-    async def _enqueue(self, now: datetime, *, delay: bool = True) -> None:
-        seconds = max(0, round(self.config.debounce.total_seconds())) if delay else 0
+    def _debounce_seconds(self) -> int:
+        return max(0, round(self.config.debounce.total_seconds()))
+
+    async def _enqueue(self, now: datetime, *, seconds: int | None = None) -> None:
+        seconds = self._debounce_seconds() if seconds is None else seconds
         await self._store.merge_state({"QueuedUntil": now + timedelta(seconds=seconds)})
         await self._queue.send(json.dumps({"round": "users"}), seconds)

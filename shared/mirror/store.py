@@ -120,7 +120,8 @@ class MirrorStore:
             terms = " or ".join(f"RowKey eq @{name}" for name in names)
             parameters = {"pk": USERS, **dict(zip(names, chunk, strict=True))}
             self.ops += 1
-            async for entity in table.query_entities(f"PartitionKey eq @pk and ({terms})", parameters=parameters):
+            query = f"PartitionKey eq @pk and ( {terms} )"  # the SDK substitutes only space-delimited @names
+            async for entity in table.query_entities(query, parameters=parameters):
                 row = MirrorRow.from_entity(dict(entity))
                 found[row.user_id] = row
         return found
@@ -128,7 +129,7 @@ class MirrorStore:
     async def unseen(self, seen: str, page_size: int = 1000) -> list[MirrorRow]:
         """Up to ``page_size`` live users a resync did not see (they were deleted while we could not tell)."""
         table = await self._table()
-        query = "PartitionKey eq @pk and Deleted eq false and (Seen ne @seen)"
+        query = "PartitionKey eq @pk and Deleted eq false and Seen ne @seen"
         rows: list[MirrorRow] = []
         self.ops += 1
         pages = table.query_entities(query, parameters={"pk": USERS, "seen": seen}, results_per_page=page_size)
