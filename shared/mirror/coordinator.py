@@ -113,11 +113,12 @@ class MirrorCoordinator:
                 await self._enqueue(self._clock(), seconds=max(self._debounce_seconds(), _BUSY_RETRY_SECONDS))
                 return RoundOutcome(busy=True)
             started = self._clock()
-            await self._store.merge_state({"QueuedUntil": None, "StartedAt": started})
+            # "" clears the mark (a merge leaves a None column as it was)
+            await self._store.merge_state({"QueuedUntil": "", "StartedAt": started})
             result = await self._sync.run()
             state = await self._store.state()
         signaled = state.get("SignaledAt")
-        waiting = state.get("QueuedUntil") is not None  # a signal during the round already enqueued one
+        waiting = isinstance(state.get("QueuedUntil"), datetime)  # a signal during the round enqueued one
         again = not waiting and (result.paused or (isinstance(signaled, datetime) and signaled >= started))
         if again:
             await self._enqueue(self._clock(), seconds=0 if result.paused else self._debounce_seconds())

@@ -119,6 +119,16 @@ async def test_a_redelivered_notification_costs_one_round_and_one_event(
     assert [e.type for e in mirror.forwarded.events] == ["users.updated"]
 
 
+async def test_a_signal_after_a_round_enqueues_the_next_one(mirror: MirrorStack) -> None:
+    """The waiting mark is cleared when a round starts, so the next signal is not mistaken for a burst."""
+    await mirror.coordinator.signal()
+    await mirror.coordinator.signal()
+    assert await _queued(mirror) == 1
+    await mirror.coordinator.run_round()
+    await mirror.coordinator.signal()
+    assert await _queued(mirror) == 2
+
+
 async def test_a_signal_during_a_round_causes_exactly_one_more(mirror: MirrorStack, graphsim: SimControl) -> None:
     await mirror.coordinator.run_round()
     user_id = graphsim.users()[0]["id"]
