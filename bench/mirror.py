@@ -122,7 +122,8 @@ async def large_tenant(stack: Stack, tenant: int) -> tuple[list[str], dict[str, 
     after = await coordinator.run_round()
     round_seconds = time.perf_counter() - started
     round_calls, round_ops = graph_calls(stack), store.ops
-    assert first.result is not None and after.result is not None
+    assert first.result is not None
+    assert after.result is not None
     lines = [
         f"A tenant of {tenant:,} users (simulator pages of 100).",
         "",
