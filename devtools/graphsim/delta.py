@@ -55,9 +55,7 @@ class ChangeLog:
         self._log: dict[str, list[tuple[int, Change]]] = defaultdict(list)
         self._generation: dict[str, int] = defaultdict(int)  # keyed by "users" / "mail"
 
-    def record(
-        self, scope: str, item_id: str, *, removed: bool = False, fields: frozenset[str] | None = None
-    ) -> None:
+    def record(self, scope: str, item_id: str, *, removed: bool = False, fields: frozenset[str] | None = None) -> None:
         """Note that ``item_id`` changed (or went away) in ``scope``; ``fields``: the properties changed."""
         self._position += 1
         self._log[scope].append((self._position, Change(item_id, removed, fields)))
