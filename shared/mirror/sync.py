@@ -114,8 +114,13 @@ class MirrorSync:
             try:
                 await self._walk(link, result, resync=resync)
             except DeltaResyncRequired:
-                if result.baseline and link is None:
-                    raise
+                if result.baseline:  # a first fill whose page link expired starts over, still silently
+                    if link is None:
+                        raise
+                    log.warning("the mirror's first fill lost its page link: starting it over")
+                    await self._store.merge_state({"NextLink": ""})
+                    await self._walk(None, result, resync=None)
+                    return result
                 log.warning("the mirror's delta link is no longer valid: running a full resync")
                 resync = uuid.uuid4().hex
                 await self._store.merge_state({"Resync": resync, "NextLink": ""})

@@ -285,3 +285,34 @@ async def test_the_reader_falls_back_when_the_mirror_is_stale(mirror: MirrorStac
     tick = await mirror.coordinator.tick()  # the safety net runs a round now
     assert tick.result is not None
     assert await mirror.reader.find(user_id, is_guid=True) is not None
+
+
+async def test_a_first_fill_interrupted_then_expired_starts_over_silently(
+    mirror: MirrorStack, graphsim: SimControl
+) -> None:
+    """The first fill stops after a page (503s); meanwhile its page link expires (410): the next round fills
+    the mirror from the start, still publishing nothing."""
+    graphsim.reset(users=250, messages_per_user=0)
+    pages = 0
+
+    async def fail_after_the_first_page() -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 2:
+            graphsim.add_fault(r"^/users/delta", 503, count=10)
+
+    mirror.pace_hook.append(fail_after_the_first_page)
+    with pytest.raises(UnavailableError):
+        await mirror.sync.run()
+    mirror.pace_hook.clear()
+    for rule in graphsim.faults():
+        graphsim.remove_fault(rule["id"])
+    graphsim.invalidate_delta("users")
+
+    result = await mirror.sync.run()
+
+    assert result.baseline
+    assert not result.resynced
+    assert mirror.forwarded.events == []
+    assert len(await mirror.store.users(u["id"] for u in graphsim.users())) == 250
+    assert (await mirror.store.state())["Filled"] is True
