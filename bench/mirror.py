@@ -162,8 +162,8 @@ async def large_tenant(stack: Stack, tenant: int) -> tuple[list[str], dict[str, 
         "",
         f"The initial sync read {sync_pages} pages; a round pauses at a page boundary after 240 s and the next "
         "continues from the saved page (counted together above). Peak RSS growth: the process's peak resident "
-        "memory during the sync (VmHWM, reset before it) minus its resident memory before; it does not grow "
-        "with the tenant because pages are applied and dropped one at a time.",
+        "memory during the sync (VmHWM, reset before it) minus its resident memory before (clients' buffers "
+        "included). A round holds one page at a time; this run does not compare tenant sizes.",
     ]
     figures = {
         "tenant_users": tenant,
