@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from shared.wiring import registry
-from triggers import maintenance, notifications, operations, subscriptions, users_api
+from triggers import maintenance, mirror, notifications, operations, subscriptions, users_api
 
 app = func.FunctionApp()
 app.register_functions(maintenance.bp)
@@ -11,6 +11,7 @@ app.register_functions(users_api.bp)
 app.register_functions(notifications.bp)
 app.register_functions(subscriptions.bp)
 app.register_functions(operations.bp)
+app.register_functions(mirror.bp)
 
 
 async def on_shutdown() -> None:

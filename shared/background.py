@@ -7,8 +7,8 @@ drops notifications when too many are slow). Left alone, the host hands the proc
 line behind them (measured: loop lag p99 ~470 ms, half the POSTs answered 503 at 1,000 notifications/s).
 
 So each unit of background work (a ``graph-notifications`` message: its parse and its batched dispatch,
-taken by the batch processor) holds a slot while it runs, and the number of slots follows two signals of acknowledgement health, additive-increase /
-multiplicative-decrease as TCP does with its congestion window:
+taken by the batch processor) holds a slot while it runs, and the number of slots follows two signals of
+acknowledgement health, additive-increase / multiplicative-decrease as TCP does with its congestion window:
 
 - the loop's lag (``shared.loop_lag``, every 50 ms): over ``target_lag`` means our own callbacks crowd the
   loop; under it opens one more slot (up to ``max_slots``);

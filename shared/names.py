@@ -7,7 +7,8 @@ from __future__ import annotations
 NOTIFICATIONS_QUEUE = "graph-notifications"  # change notifications, as the webhook persisted them
 LIFECYCLE_QUEUE = "graph-lifecycle"  # lifecycle notifications
 EVENTS_QUEUE = "graph-events"  # normalized events for downstream systems
-WORK_QUEUES = (NOTIFICATIONS_QUEUE, LIFECYCLE_QUEUE, EVENTS_QUEUE)
+MIRROR_ROUNDS_QUEUE = "mirror-rounds"  # debounced "run a directory mirror round" messages
+WORK_QUEUES = (NOTIFICATIONS_QUEUE, LIFECYCLE_QUEUE, EVENTS_QUEUE, MIRROR_ROUNDS_QUEUE)
 POISON_SUFFIX = "-poison"
 
 # Circuit breakers, one per Graph workload: an Outlook outage must not block directory reads.
@@ -24,3 +25,4 @@ ORIGINS_TABLE = "subscriptionorigins"
 LEASES_TABLE = "leases"
 DELTA_LINKS_TABLE = "deltalinks"
 DEDUPE_TABLE = "dedupe"
+MIRROR_TABLE = "mirror"

@@ -46,6 +46,26 @@ _NCRONTAB = r"\S+( \S+){5}"
 _AUTH_MODES = ("client_secret", "certificate", "managed_identity", "static_token")
 
 
+@dataclass(frozen=True)
+class RequestRate:
+    """``GRAPH_RATE_LIMIT``: ``requests`` per ``seconds``."""
+
+    requests: int
+    seconds: float
+
+
+def _rate(value: str) -> RequestRate:
+    """``600/10`` → 600 requests per 10.0 seconds."""
+    count, sep, period = value.partition("/")
+    try:
+        requests, seconds = int(count), float(period)
+    except ValueError:
+        requests, seconds = 0, 0.0
+    if not sep or not (1 <= requests <= 1_000_000 and 0.1 <= seconds <= 86_400):
+        raise ValueError("'<requests>/<seconds>', e.g. 600/10 (1..1000000 requests, 0.1..86400 s)")
+    return RequestRate(requests, seconds)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the app reads from its environment. Build with ``Settings.from_env()``."""
@@ -266,6 +286,38 @@ class Settings:
             integer(1, 1000),
         )
     )
+    graph_rate_limit: RequestRate = field(
+        metadata=setting(
+            "GRAPH_RATE_LIMIT",
+            "600/10",
+            "request budget of directory delta rounds: requests/seconds (docs/mirror.md)",
+            _rate,
+        )
+    )
+    mirror_debounce_seconds: float = field(
+        metadata=setting(
+            "MIRROR_DEBOUNCE_SECONDS", 2.0, "a users notification's round waits this long for more", number(0.0, 60.0)
+        )
+    )
+    mirror_safety_interval_seconds: float = field(
+        metadata=setting(
+            "MIRROR_SAFETY_INTERVAL_SECONDS",
+            300.0,
+            "longest time without a mirror round before the timer runs one",
+            number(10.0, 86_400.0),
+        )
+    )
+    mirror_max_staleness_seconds: float = field(
+        metadata=setting(
+            "MIRROR_MAX_STALENESS_SECONDS",
+            600.0,
+            "the API serves users from the mirror while its last round is younger than this",
+            number(10.0, 86_400.0),
+        )
+    )
+    mirror_schedule: str = field(
+        metadata=setting("MIRROR_SCHEDULE", "0 * * * * *", "NCRONTAB of the mirror's safety-net check", text(_NCRONTAB))
+    )
 
     @property
     def graph_mode(self) -> Literal["simulator", "real"]:
@@ -302,6 +354,8 @@ def _cross_field_problems(s: Settings) -> list[str]:
         problems.append("GRAPH_SUBSCRIPTIONS: needs WEBHOOK_BASE_URL (where Graph should post notifications)")
     if s.cache_max_stale_seconds < 4 * max(s.cache_user_ttl_seconds, s.cache_messages_ttl_seconds):
         problems.append("CACHE_MAX_STALE_SECONDS: expected at least 4x the largest CACHE_*_TTL_SECONDS")
+    if s.mirror_max_staleness_seconds <= s.mirror_safety_interval_seconds:
+        problems.append("MIRROR_MAX_STALENESS_SECONDS: expected more than MIRROR_SAFETY_INTERVAL_SECONDS")
     if s.breaker_max_open_seconds < s.breaker_open_seconds:
         problems.append("BREAKER_MAX_OPEN_SECONDS: expected at least BREAKER_OPEN_SECONDS")
     mode, ids = s.graph_auth_mode, s.graph_tenant_id and s.graph_client_id

@@ -223,11 +223,12 @@ GRAPH: Service[GraphGateway] = Service("graph", _make_gateway, lambda gateway: g
 
 async def _make_directory() -> DirectoryApi:
     from shared.api.users import DirectoryApi
+    from shared.wiring_mirror import mirror_reader
 
     async def graph() -> GraphReads:
         return await registry.get(GRAPH)
 
-    return DirectoryApi(await registry.get(CACHE), graph)
+    return DirectoryApi(await registry.get(CACHE), graph, await mirror_reader())
 
 
 DIRECTORY: Service[DirectoryApi] = Service("directory", _make_directory)
@@ -290,11 +291,12 @@ async def _make_dedupe() -> DedupeStore:
 
 async def _make_processor() -> NotificationProcessor:
     from shared.events.processor import NotificationProcessor
+    from shared.wiring_mirror import notification_dispatcher
 
     marks: DedupeStore = await registry.get(DEDUPE)  # each bad item's poison write happens once
     gate = registry.get_sync(BACKGROUND)
     return NotificationProcessor(
-        await registry.get(DISPATCHER), await registry.get(QUEUES), poison_marks=marks, gate=gate
+        await notification_dispatcher(), await registry.get(QUEUES), poison_marks=marks, gate=gate
     )
 
 
@@ -338,7 +340,6 @@ async def _make_subscriptions() -> SubscriptionService:
     live notifications, so overlapping sources cause no double effects."""
     from datetime import timedelta
 
-    from shared.errors import TransientError
     from shared.graph.delta import DeltaReader
     from shared.graph.subscriptions import GraphSubscriptions
     from shared.subscriptions.catchup import DeltaCatchup
@@ -346,16 +347,12 @@ async def _make_subscriptions() -> SubscriptionService:
     from shared.subscriptions.leases import LeaseStore
     from shared.subscriptions.origins import OriginStore
     from shared.subscriptions.service import SubscriptionConfig, SubscriptionService
+    from shared.wiring_mirror import notification_dispatcher, publisher
 
     current = settings()
     tables = await registry.get(TABLES)
     gateway = await registry.get(GRAPH)
-    dispatcher = await registry.get(DISPATCHER)
-
-    async def publish(event: Event) -> None:
-        result = await dispatcher.dispatch(event)
-        if result.failed:
-            raise TransientError(f"handlers {', '.join(result.failed)} failed for {event.type}", service="events")
+    dispatcher = await notification_dispatcher()
 
     leases = LeaseStore(tables)
     return SubscriptionService(
@@ -363,7 +360,7 @@ async def _make_subscriptions() -> SubscriptionService:
         await registry.get(SUBSCRIPTION_REGISTRY),
         OriginStore(tables),
         leases,
-        DeltaCatchup(DeltaReader(gateway), tables, leases, publish),
+        DeltaCatchup(DeltaReader(gateway), tables, leases, publisher(dispatcher)),
         desired=parse_desired(current.graph_subscriptions),
         webhook_base=current.webhook_base_url or "",
         config=SubscriptionConfig(renew_before=timedelta(hours=current.subscription_renew_before_hours)),

@@ -26,10 +26,13 @@ def mail_scope(user_id: str, folder_id: str) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """One id's latest change within a round: upserted or removed."""
+    """One id's latest change within a round: upserted or removed. ``fields`` names the properties an
+    update changed (a delta round then returns only those plus ``id``, as Graph does for directory
+    objects); None means the whole object (created, or not known)."""
 
     item_id: str
     removed: bool
+    fields: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,10 @@ class ChangeLog:
         self._log: dict[str, list[tuple[int, Change]]] = defaultdict(list)
         self._generation: dict[str, int] = defaultdict(int)  # keyed by "users" / "mail"
 
-    def record(self, scope: str, item_id: str, *, removed: bool = False) -> None:
-        """Note that ``item_id`` changed (or went away) in ``scope``."""
+    def record(self, scope: str, item_id: str, *, removed: bool = False, fields: frozenset[str] | None = None) -> None:
+        """Note that ``item_id`` changed (or went away) in ``scope``; ``fields``: the properties changed."""
         self._position += 1
-        self._log[scope].append((self._position, Change(item_id, removed)))
+        self._log[scope].append((self._position, Change(item_id, removed, fields)))
 
     @property
     def position(self) -> int:
@@ -67,7 +70,9 @@ class ChangeLog:
         latest: dict[str, tuple[int, Change]] = {}
         for pos, change in self._log.get(scope, ()):
             if since < pos <= upto:
-                latest.pop(change.item_id, None)
+                earlier = latest.pop(change.item_id, None)
+                if earlier is not None and not change.removed and not earlier[1].removed:
+                    change = Change(change.item_id, False, _union(earlier[1].fields, change.fields))
                 latest[change.item_id] = (pos, change)
         return [change for _, change in latest.values()]
 
@@ -131,6 +136,11 @@ def gone(scope: str) -> GraphError:
     )
 
 
+def _union(first: frozenset[str] | None, second: frozenset[str] | None) -> frozenset[str] | None:
+    """The properties two updates changed together (None, the whole object, wins)."""
+    return None if first is None or second is None else first | second
+
+
 def _kind(scope: str) -> str:
     return "mail" if scope.startswith("mail:") else "users"
 
@@ -155,12 +165,14 @@ def run_round(
     current_ids: Callable[[], list[str]],
     render: Callable[[str, list[str] | None], dict[str, Any] | None],
     removed: Callable[[str], dict[str, Any]],
+    partial: Callable[[str, list[str] | None, frozenset[str]], dict[str, Any] | None] | None = None,
 ) -> DeltaPage:
     """Serve one delta request for ``scope``.
 
     Without a token it starts an initial round (every current item); a delta token starts
     a round of the changes since that token; a skip token continues a round. ``render``
-    returns None for an item that no longer exists, which is then reported as removed.
+    returns None for an item that no longer exists, which is then reported as removed. ``partial``
+    (users) renders an update that names its changed properties: ``id`` plus only those.
     """
     if skip_token:
         state = log.decode(skip_token, scope)
@@ -182,7 +194,12 @@ def run_round(
     page = entries[state.offset : state.offset + page_size]
     value = []
     for change in page:
-        item = None if change.removed else render(change.item_id, state.select)
+        if change.removed:
+            item = None
+        elif partial is not None and change.fields is not None and state.since is not None:
+            item = partial(change.item_id, state.select, change.fields)
+        else:
+            item = render(change.item_id, state.select)
         value.append(item if item is not None else removed(change.item_id))
     if state.offset + page_size < len(entries):
         following = DeltaState(scope, state.since, state.upto, state.offset + page_size, state.select, state.generation)

@@ -87,6 +87,14 @@ class UserRoutes:
             user = tenant.users.get(user_id)
             return None if user is None else self.render(user, selected)
 
+        def partial(user_id: str, selected: list[str] | None, changed: frozenset[str]) -> JsonObj | None:
+            # Graph's users delta returns an updated user as its id plus (at least) the changed properties.
+            user = tenant.users.get(user_id)
+            if user is None:
+                return None
+            chosen = [name for name in (selected or DEFAULT_USER_PROPERTIES) if name in changed]
+            return pick(user, chosen, always=("id",))
+
         page = run_round(
             self._sim.changes,
             USERS_SCOPE,
@@ -97,6 +105,7 @@ class UserRoutes:
             current_ids=lambda: list(tenant.users),
             render=render,
             removed=lambda user_id: {"id": user_id, "@removed": {"reason": "changed"}},
+            partial=partial,
         )
         body: JsonObj = {"@odata.context": f"{request.base_url}/$metadata#users"}
         if page.skip_token:

@@ -57,7 +57,7 @@ class Simulator:
     def update_user(self, key: str, fields: JsonObj) -> JsonObj:
         """Change a user, then publish ``updated``."""
         user = self.tenant.update_user(key, fields)
-        self._publish_user("updated", user["id"])
+        self._publish_user("updated", user["id"], frozenset(fields))
         return user
 
     def delete_user(self, key: str) -> JsonObj:
@@ -66,8 +66,8 @@ class Simulator:
         self._publish_user("deleted", user["id"])
         return user
 
-    def _publish_user(self, change_type: str, user_id: str) -> None:
-        self.changes.record(USERS_SCOPE, user_id, removed=change_type == "deleted")
+    def _publish_user(self, change_type: str, user_id: str, fields: frozenset[str] | None = None) -> None:
+        self.changes.record(USERS_SCOPE, user_id, removed=change_type == "deleted", fields=fields)
         self._user_sequence += 1
         resource = f"Users/{user_id}"
         data = {

@@ -22,9 +22,10 @@ _CACHE_HEADERS = {
     "X-Cache": {
         "description": (
             "which tier answered; miss whenever the request called Graph (e.g. to resolve a UPN); "
-            "bypass: from Graph while the cache's Table Storage is unavailable"
+            "bypass: from Graph while the cache's Table Storage is unavailable; "
+            "mirror: from the directory mirror (no Graph call)"
         ),
-        "schema": {"type": "string", "enum": ["hit-l1", "hit-l2", "miss", "bypass", "stale"]},
+        "schema": {"type": "string", "enum": ["hit-l1", "hit-l2", "miss", "bypass", "stale", "mirror"]},
     },
     "ETag": {"schema": {"type": "string"}},
     "Cache-Control": {"schema": {"type": "string"}},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from shared.api.params import PageRequest, UserId, encode_cursor, is_continuation
 from shared.cache import CacheKey, CacheManager, CacheResult, Source
@@ -29,16 +29,26 @@ from shared.telemetry import get_logger
 log = get_logger("api.users")
 
 
+class MirrorLookup(Protocol):
+    """The directory mirror's reads (``shared.mirror.reads.MirrorReader``): None means "ask the cache"."""
+
+    async def find(self, user_id: str, *, is_guid: bool) -> CacheResult[dict[str, Any]] | None: ...
+
+
 class DirectoryApi:
-    """Reads users and message pages, cache first; Graph failures surface as the app's errors.
+    """Reads users and message pages, mirror or cache first; Graph failures surface as the app's errors.
 
     ``graph`` is a provider, awaited only when a fetch actually happens: a process answering from cache
-    never builds the Graph client (nor imports the SDK).
+    never builds the Graph client (nor imports the SDK). ``mirror`` (when the directory is mirrored)
+    answers users while it is in sync; anything it does not know goes the cache path.
     """
 
-    def __init__(self, cache: CacheManager, graph: Callable[[], Awaitable[GraphReads]]) -> None:
+    def __init__(
+        self, cache: CacheManager, graph: Callable[[], Awaitable[GraphReads]], mirror: MirrorLookup | None = None
+    ) -> None:
         self._cache = cache
         self._graph_provider = graph
+        self._mirror = mirror
 
     async def _graph(self) -> GraphReads:
         return await self._graph_provider()
@@ -64,7 +74,20 @@ class DirectoryApi:
         return guid, alias.source
 
     async def user(self, user: UserId) -> CacheResult[dict[str, Any]]:
-        """The user's stable shape."""
+        """The user's stable shape: from the mirror when it knows the user, else through the cache."""
+        if self._mirror is not None:
+            mirrored = await self._mirror.find(user.value, is_guid=user.is_guid)
+            if mirrored is not None:
+                return mirrored
+        result = await self._cached_user(user)
+        if user.is_guid or _upn_of(result.value) == user.value:
+            return result
+        # The cached alias names a user whose UPN is no longer this one (renamed): drop it and ask again,
+        # so an old UPN answers as Graph does (404) instead of with the renamed user.
+        await self._cache.invalidate(CacheKey(ALIASES_NAMESPACE, user.value))
+        return await self._cached_user(user)
+
+    async def _cached_user(self, user: UserId) -> CacheResult[dict[str, Any]]:
         prefetched: dict[str, dict[str, Any]] = {}
         guid, alias_source = await self._guid(user, prefetched)
 
@@ -105,6 +128,11 @@ class DirectoryApi:
             return {"items": shaped, "next_cursor": cursor}
 
         return _with_alias_source(await self._cache.get_or_set(key, fetch), alias_source)
+
+
+def _upn_of(user: dict[str, Any]) -> str | None:
+    upn = user.get("userPrincipalName")
+    return upn.lower() if isinstance(upn, str) else None
 
 
 def _with_alias_source(result: CacheResult[dict[str, Any]], alias_source: Source | None) -> CacheResult[dict[str, Any]]:

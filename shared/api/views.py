@@ -1,7 +1,7 @@
 """HTTP views of the users/mail API: parse the request, ask ``DirectoryApi``, answer with cache headers.
 
-Every answer says how fresh it is: ``X-Cache`` (hit-l1 | hit-l2 | miss | bypass | stale), ``Age``, ``ETag``
-(a hash of the content) and ``Cache-Control``; ``If-None-Match`` with a matching ETag is answered 304. A
+Every answer says how fresh it is: ``X-Cache`` (hit-l1 | hit-l2 | mirror | miss | bypass | stale), ``Age``,
+``ETag`` (a hash of the content) and ``Cache-Control``; ``If-None-Match`` with a matching ETag is answered 304. A
 ``hit`` means no Graph call was made for the request; a request that had to call Graph (e.g. to resolve a
 UPN) says ``miss`` even when the value itself came from the cache (``Age`` is still the value's age), and
 ``bypass`` when it came from Graph because the cache's Table Storage was unavailable.

@@ -11,7 +11,7 @@ from shared.errors import NotFoundError
 
 T = TypeVar("T")
 # "bypass": fetched upstream while Table Storage was unavailable (kept in L1 only, not shared).
-Source = Literal["hit-l1", "hit-l2", "miss", "bypass", "stale"]
+Source = Literal["hit-l1", "hit-l2", "miss", "bypass", "stale", "mirror"]  # mirror: the directory mirror
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ class Event:
     source: EventSource
     occurred_at: datetime | None = None
     data: Mapping[str, Any] | None = None
+    version: str | None = None  # the content version the event describes (directory mirror events)
 
     def to_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data (times in ISO 8601): the wire format of ``graph-events``."""
@@ -134,6 +135,7 @@ class Event:
             "received_at": self.received_at.isoformat(),
             "source": self.source,
             "data": dict(self.data) if self.data is not None else None,
+            "version": self.version,
         }
 
     def to_json(self) -> str:

@@ -45,6 +45,7 @@ class DeltaTarget:
     kind: Literal["users", "messages"]
     user_id: str | None = None
     folder: str = "inbox"
+    select: tuple[str, ...] | None = None  # users: the properties a round asks for (Graph's default if None)
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,16 @@ def is_resync(error: PermanentError) -> bool:
 class DeltaReader:
     """Reads delta rounds through the gateway (users under the directory breaker, mail per mailbox)."""
 
-    def __init__(self, gateway: GraphGateway, *, max_pages: int = 10_000) -> None:
+    def __init__(
+        self,
+        gateway: GraphGateway,
+        *,
+        max_pages: int = 10_000,
+        on_response: Callable[[httpx.Response], None] | None = None,
+    ) -> None:
         self._gateway = gateway
         self._max_pages = max_pages  # a server that never ends a round must not keep us forever
+        self._on_response = on_response  # sees every answer's headers (the mirror's pacer reads throttling)
 
     async def pages(self, target: DeltaTarget, link: str | None, *, latest: bool = False) -> AsyncIterator[DeltaPage]:
         """The pages of one round: from ``link`` (a stored deltaLink, relative or absolute), else a full round.
@@ -123,6 +131,15 @@ class DeltaReader:
 
     async def _call(self, target: DeltaTarget, send: Callable[[], Awaitable[httpx.Response]]) -> dict[str, Any]:
         workload, mailbox = (MAIL, target.user_id) if target.kind == "messages" else (DIRECTORY, None)
+        observe = self._on_response
+        if observe is not None:
+            inner = send
+
+            async def send() -> httpx.Response:
+                response = await inner()
+                observe(response)
+                return response
+
         try:
             return await self._gateway.call(workload, send, mailbox=mailbox)
         except PermanentError as error:
@@ -152,6 +169,8 @@ class DeltaReader:
         query = None
         if target.kind == "messages":
             query = builder.DeltaRequestBuilderGetQueryParameters(select=MESSAGE_FIELDS)
+        elif target.select:
+            query = builder.DeltaRequestBuilderGetQueryParameters(select=list(target.select))
         return lambda: builder.get(request_configuration=native_request(query))
 
     def _base_url(self) -> str:

@@ -44,13 +44,14 @@ def app_env(storage_connection_string: str, graph_base_url: str, **overrides: st
         # Timers: renewal runs at start (nothing desired unless a test says so), then yearly; no sweeps.
         "SUBSCRIPTION_RENEWAL_SCHEDULE": "0 0 0 1 1 *",
         "MAINTENANCE_SCHEDULE": "0 0 0 1 1 *",
+        "MIRROR_SCHEDULE": "0 0 0 1 1 *",  # runs at start (run_on_startup), then yearly
     }
     env.update(overrides)
     return env
 
 
 StartApp = Callable[..., RunningApp]
-APP_QUEUES = ("graph-notifications", "graph-lifecycle", "graph-events")
+APP_QUEUES = ("graph-notifications", "graph-lifecycle", "graph-events", "mirror-rounds")
 
 
 def clear_app_queues(connection_string: str) -> None:

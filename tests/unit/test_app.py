@@ -27,6 +27,8 @@ EXPECTED = {
     "renew_subscription": ("httpTrigger", "subscriptions/{subscription_id}/renew", "admin"),
     "renew_subscriptions": ("timerTrigger", "%SUBSCRIPTION_RENEWAL_SCHEDULE%", True),
     "sweep": ("timerTrigger", "%MAINTENANCE_SCHEDULE%", False),
+    "mirror_round": ("queueTrigger", "mirror-rounds", "AzureWebJobsStorage"),
+    "mirror_safety_net": ("timerTrigger", "%MIRROR_SCHEDULE%", True),
 }
 
 

@@ -129,6 +129,7 @@ def test_sigterm_closes_the_apps_clients_after_the_last_invocation(
         "GRAPH_STATIC_TOKEN": GRAPHSIM_TOKEN,
         "SUBSCRIPTION_RENEWAL_SCHEDULE": YEARLY,
         "MAINTENANCE_SCHEDULE": YEARLY,
+        "MIRROR_SCHEDULE": YEARLY,
     }
     harness = funchost_factory(ROOT, env)
     response = httpx.get(

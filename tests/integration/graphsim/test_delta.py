@@ -46,6 +46,27 @@ async def test_users_delta_initial_round_then_only_changes(graph_client: Any, gr
     assert quiet == []
 
 
+async def test_users_delta_returns_an_update_as_id_plus_the_changed_properties(
+    graph_client: Any, graphsim: SimControl
+) -> None:
+    """As Graph does for directory objects: an updated user is its id and the properties that changed (two
+    updates in one round: both properties); a created one is whole; the initial round is whole."""
+    builder = graph_client.users.delta
+    _, delta_link, _ = await _round(builder)
+    user = graphsim.users()[1]
+    graphsim.update_user(user["id"], jobTitle="Tester")
+    graphsim.update_user(user["id"], userPrincipalName="renamed@contoso.onmicrosoft.com")
+
+    items, _, _ = await _round(builder, delta_link)
+
+    [item] = items
+    assert item.id == user["id"]
+    assert item.job_title == "Tester"
+    assert item.user_principal_name == "renamed@contoso.onmicrosoft.com"
+    assert item.display_name is None
+    assert item.surname is None
+
+
 async def test_users_delta_pages_honour_maxpagesize(graph_client: Any, graphsim: SimControl) -> None:
     """Prefer: odata.maxpagesize splits the initial round into several nextLink pages."""
     from kiota_abstractions.base_request_configuration import RequestConfiguration
