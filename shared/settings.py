@@ -25,6 +25,7 @@ from shared.setting_specs import (
     choice,
     flag,
     http_url,
+    https_url,
     integer,
     is_loopback_url,
     number,
@@ -50,9 +51,49 @@ _AUTH_MODES = ("client_secret", "certificate", "managed_identity", "static_token
 class Settings:
     """Everything the app reads from its environment. Build with ``Settings.from_env()``."""
 
-    storage_connection_string: Secret = field(
+    storage_connection_string: Secret | None = field(
         metadata=secret(
-            "AzureWebJobsStorage", "Storage connection string for tables, queues and queue triggers", required=True
+            "AzureWebJobsStorage",
+            "Storage connection string (local runs); on Azure leave unset and use the identity settings below",
+        )
+    )
+    storage_account_name: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__accountName",
+            None,
+            "identity-based storage: account name (endpoints https://<name>.<service>.core.windows.net)",
+            text(r"[a-z0-9]{3,24}"),
+        )
+    )
+    storage_blob_service_uri: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__blobServiceUri", None, "identity-based storage: blob endpoint (host)", https_url
+        )
+    )
+    storage_queue_service_uri: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__queueServiceUri", None, "identity-based storage: queue endpoint", https_url
+        )
+    )
+    storage_table_service_uri: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__tableServiceUri", None, "identity-based storage: table endpoint", https_url
+        )
+    )
+    storage_credential: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__credential",
+            None,
+            "identity-based storage: `managedidentity`",
+            choice("managedidentity"),
+        )
+    )
+    storage_client_id: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__clientId",
+            None,
+            "user-assigned identity's client id for storage (unset: the system-assigned identity)",
+            text(r"[A-Za-z0-9-]{1,100}"),
         )
     )
     storage_table_prefix: str = field(
@@ -260,6 +301,11 @@ class Settings:
     )
 
     @property
+    def storage_identity(self) -> bool:
+        """True when storage is reached with a managed identity (the ``AzureWebJobsStorage__*`` shapes)."""
+        return self.storage_connection_string is None
+
+    @property
     def graph_mode(self) -> Literal["simulator", "real"]:
         """``simulator`` when Graph is on this machine (the embedded default), else ``real``."""
         return "simulator" if is_loopback_url(self.graph_base_url) else "real"
@@ -289,7 +335,7 @@ class Settings:
 
 def _cross_field_problems(s: Settings) -> list[str]:
     """Rules between settings that each passed alone."""
-    problems: list[str] = []
+    problems = _storage_problems(s)
     if s.graph_subscriptions and s.webhook_base_url is None:
         problems.append("GRAPH_SUBSCRIPTIONS: needs WEBHOOK_BASE_URL (where Graph should post notifications)")
     if s.cache_max_stale_seconds < 4 * max(s.cache_user_ttl_seconds, s.cache_messages_ttl_seconds):
@@ -306,6 +352,27 @@ def _cross_field_problems(s: Settings) -> list[str]:
     if mode == "static_token" and not is_loopback_url(s.graph_base_url):
         problems.append("GRAPH_AUTH_MODE=static_token: allowed only with a loopback GRAPH_BASE_URL (simulator)")
     return problems
+
+
+def _storage_problems(s: Settings) -> list[str]:
+    """A connection string, or the host's identity shapes, never both (which one the host uses is unclear)."""
+    endpoints = (s.storage_blob_service_uri, s.storage_queue_service_uri, s.storage_table_service_uri)
+    identity = (s.storage_account_name, *endpoints, s.storage_credential, s.storage_client_id)
+    if s.storage_connection_string is not None:
+        if any(value is not None for value in identity):
+            return ["AzureWebJobsStorage: set a connection string or the AzureWebJobsStorage__* settings, not both"]
+        return []
+    if s.storage_account_name is None and not all(endpoints):
+        if not any(value is not None for value in identity):
+            return [
+                "AzureWebJobsStorage: required (a Storage connection string), or AzureWebJobsStorage__accountName "
+                "for a managed identity"
+            ]
+        return [
+            "AzureWebJobsStorage__accountName: required for identity-based storage, or all of "
+            "AzureWebJobsStorage__blobServiceUri, __queueServiceUri and __tableServiceUri"
+        ]
+    return []
 
 
 def settings_table() -> str:

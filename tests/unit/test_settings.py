@@ -58,6 +58,50 @@ def test_missing_required_setting_is_named() -> None:
     assert "AzureWebJobsStorage: required" in message
 
 
+IDENTITY = {k: v for k, v in VALID.items() if k != "AzureWebJobsStorage"}
+
+
+def test_identity_based_storage_uses_the_hosts_setting_shapes() -> None:
+    """An account name alone (system-assigned identity) or the three service URIs with a client id are
+    complete; the app's clients then go to the account's endpoints, or to the URIs given."""
+    from shared.storage_clients import service_url
+
+    by_name = Settings.from_env({**IDENTITY, "AzureWebJobsStorage__accountName": "acct01"})
+    assert by_name.storage_identity and by_name.storage_client_id is None
+    assert service_url(by_name, "table") == "https://acct01.table.core.windows.net"
+    assert service_url(by_name, "queue") == "https://acct01.queue.core.windows.net"
+    uris = {
+        f"AzureWebJobsStorage__{kind}ServiceUri": f"https://127.0.0.1:1000{i}/devstoreaccount1/"
+        for i, kind in enumerate(("blob", "queue", "table"))
+    }
+    extra = {"AzureWebJobsStorage__credential": "managedidentity", "AzureWebJobsStorage__clientId": "c-1"}
+    by_uri = Settings.from_env({**IDENTITY, **uris, **extra})
+    assert by_uri.storage_client_id == "c-1"
+    assert service_url(by_uri, "table") == "https://127.0.0.1:10002/devstoreaccount1"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, "AzureWebJobsStorage: required (a Storage connection string), or AzureWebJobsStorage__accountName"),
+        ({"AzureWebJobsStorage__clientId": "c-1"}, "AzureWebJobsStorage__accountName: required"),
+        ({"AzureWebJobsStorage__queueServiceUri": "https://q.example"}, "__queueServiceUri and __tableServiceUri"),
+        (
+            {"AzureWebJobsStorage__accountName": "acct01", "AzureWebJobsStorage": "UseDevelopmentStorage=true"},
+            "not both",
+        ),
+        ({"AzureWebJobsStorage__accountName": "Bad_Name"}, "AzureWebJobsStorage__accountName: expected"),
+        ({"AzureWebJobsStorage__accountName": "acct01", "AzureWebJobsStorage__credential": "key"}, "__credential"),
+        ({"AzureWebJobsStorage__tableServiceUri": "http://acct.table.core.windows.net"}, "expected https"),
+        ({"AzureWebJobsStorage__tableServiceUri": "http://127.0.0.1:10002/a"}, "expected an https URL"),
+    ],
+)
+def test_storage_settings_that_would_mislead_are_refused(extra: dict[str, str], expected: str) -> None:
+    """No storage at all, half an identity configuration, both shapes at once, a malformed account name, another
+    credential kind and plain-http endpoints (bearer tokens need TLS) each fail at start, naming what to set."""
+    assert expected in _error({**IDENTITY, **extra})
+
+
 def test_all_problems_are_reported_at_once() -> None:
     """Several bad settings produce one error that lists each of them with what was expected."""
     message = _error({**VALID, "GRAPH_TIMEOUT_SECONDS": "abc", "LOG_LEVEL": "LOUD", "STORAGE_TABLE_PREFIX": "9x/"})
@@ -80,6 +124,7 @@ def test_secrets_never_appear_in_repr_or_errors() -> None:
     settings = Settings.from_env(VALID)
     assert SECRET_VALUE not in repr(settings)
     assert repr(Secret("x")) == "Secret('**********')"
+    assert settings.storage_connection_string is not None
     assert settings.storage_connection_string.reveal().endswith(SECRET_VALUE)
     message = _error({**VALID, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0"})
     assert SECRET_VALUE not in message
