@@ -351,6 +351,26 @@ def _cross_field_problems(s: Settings) -> list[str]:
         problems.append("GRAPH_AUTH_MODE=static_token: needs GRAPH_STATIC_TOKEN")
     if mode == "static_token" and not is_loopback_url(s.graph_base_url):
         problems.append("GRAPH_AUTH_MODE=static_token: allowed only with a loopback GRAPH_BASE_URL (simulator)")
+    return problems + _real_tenant_problems(s)
+
+
+def _real_tenant_problems(s: Settings) -> list[str]:
+    """Real credentials with the simulator's loopback URLs would ask Entra for a token scoped to 127.0.0.1 and
+    subscribe Graph to an address it cannot reach: refused, saying what to set."""
+    if s.graph_auth_mode == "static_token":
+        return []
+    problems = []
+    if is_loopback_url(s.graph_base_url):
+        problems.append(
+            f"GRAPH_BASE_URL: {s.graph_base_url} is loopback (the Graph simulator) but GRAPH_AUTH_MODE="
+            f"{s.graph_auth_mode} gets real tokens: set GRAPH_BASE_URL=https://graph.microsoft.com/v1.0 (or your "
+            "national cloud's Graph), or GRAPH_AUTH_MODE=static_token for the simulator"
+        )
+    if s.webhook_base_url is not None and is_loopback_url(s.webhook_base_url):
+        problems.append(
+            f"WEBHOOK_BASE_URL: {s.webhook_base_url} is loopback, which Graph cannot reach: set the app's public "
+            "https URL, e.g. https://<app>.azurewebsites.net/api (or a tunnel's), or leave it unset"
+        )
     return problems
 
 
@@ -373,6 +393,21 @@ def _storage_problems(s: Settings) -> list[str]:
             "AzureWebJobsStorage__blobServiceUri, __queueServiceUri and __tableServiceUri"
         ]
     return []
+
+
+def timer_schedule(name: str, env: Mapping[str, str] | None = None) -> str:
+    """A timer's NCRONTAB for its trigger decorator: the app setting ``name`` if set, else its declared default.
+
+    Read when the app is indexed, so a timer never depends on a ``%SETTING%`` expression that fails indexing
+    on Azure when the setting is absent; a set value still goes through the reader's NCRONTAB check.
+    """
+    value = (os.environ if env is None else env).get(name, "").strip()
+    if value:
+        return value
+    (spec,) = [spec for spec in Settings.specs() if spec.name == name]
+    if spec.default is None:
+        raise ValueError(f"{name} has no default schedule")
+    return spec.default
 
 
 def settings_table() -> str:
