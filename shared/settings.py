@@ -157,6 +157,14 @@ class Settings:
         default=None,
         metadata=secret("APPLICATIONINSIGHTS_CONNECTION_STRING", "exports telemetry to Azure Monitor when set"),
     )
+    applicationinsights_authentication_string: str | None = field(
+        metadata=setting(
+            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+            None,
+            "Entra auth to Application Insights for host and app: `Authorization=AAD[;ClientId=<identity>]`",
+            text(r"Authorization=AAD(;ClientId=[A-Za-z0-9-]{1,100})?"),
+        )
+    )
     cache_l1_ttl_seconds: float = field(
         metadata=setting(
             "CACHE_L1_TTL_SECONDS",
