@@ -35,11 +35,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def connection_string(host: str, blob_port: int, queue_port: int, table_port: int) -> str:
+def connection_string(host: str, blob_port: int, queue_port: int, table_port: int, scheme: str = "http") -> str:
     """The Storage connection string for an Azurite listening on these ports."""
-    base = f"http://{host}"
+    base = f"{scheme}://{host}"
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"DefaultEndpointsProtocol={scheme};AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
         f"BlobEndpoint={base}:{blob_port}/{ACCOUNT_NAME};"
         f"QueueEndpoint={base}:{queue_port}/{ACCOUNT_NAME};"
         f"TableEndpoint={base}:{table_port}/{ACCOUNT_NAME};"
@@ -57,7 +57,9 @@ class Azurite:
     """One Azurite process on loopback. Ports are chosen once and kept across restarts.
 
     ``location`` keeps data on disk so a stop/start cycle (a simulated storage outage) loses nothing;
-    without it a temporary folder is used and removed on ``stop``.
+    without it a temporary folder is used and removed on ``stop``. ``tls`` (certificate and key PEM files)
+    serves HTTPS; ``oauth`` also accepts bearer tokens (Azurite's ``--oauth basic``, which needs HTTPS),
+    as identity-based connections send them. Shared-key requests keep working in both modes.
     """
 
     host: str = "127.0.0.1"
@@ -66,6 +68,8 @@ class Azurite:
     table_port: int = 0
     location: Path | None = None
     log_path: Path | None = None
+    tls: tuple[Path, Path] | None = None
+    oauth: bool = False
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _tmpdir: str | None = field(default=None, init=False, repr=False)
 
@@ -73,10 +77,21 @@ class Azurite:
         self.blob_port = self.blob_port or free_port(self.host)
         self.queue_port = self.queue_port or free_port(self.host)
         self.table_port = self.table_port or free_port(self.host)
+        if self.oauth and self.tls is None:
+            raise ValueError("Azurite accepts OAuth tokens only over HTTPS: pass tls=(cert, key)")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.host, self.blob_port, self.queue_port, self.table_port)
+        return connection_string(self.host, self.blob_port, self.queue_port, self.table_port, self.scheme)
+
+    def service_uri(self, service: str) -> str:
+        """The ``blob``/``queue``/``table`` endpoint (path-style, with the account), as identity settings take it."""
+        port = {"blob": self.blob_port, "queue": self.queue_port, "table": self.table_port}[service]
+        return f"{self.scheme}://{self.host}:{port}/{ACCOUNT_NAME}"
 
     @property
     def running(self) -> bool:
@@ -104,6 +119,10 @@ class Azurite:
             "--queueHost", self.host, "--queuePort", str(self.queue_port),
             "--tableHost", self.host, "--tablePort", str(self.table_port),
         ]  # fmt: skip
+        if self.tls is not None:
+            args += ["--cert", str(self.tls[0]), "--key", str(self.tls[1])]
+        if self.oauth:
+            args += ["--oauth", "basic"]
         with open(log, "ab") as out:
             self._process = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, cwd=self.location, start_new_session=True

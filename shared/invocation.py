@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import azure.functions as func
 
-from shared import errors
+from shared import errors, metrics
 from shared.http import error_response, response_for
 from shared.telemetry import configure_logging, get_logger, invocation_scope
 from shared.wiring import LOOP_LAG, registry, settings
@@ -42,8 +44,16 @@ def bootstrap_once() -> None:
         from shared.status import start_telemetry
         from shared.wiring import subscription_records
 
-        start_telemetry(current.applicationinsights_connection_string.reveal(), subscription_records(registry))
+        connection = current.applicationinsights_connection_string.reveal()
+        start_telemetry(connection, subscription_records(registry), current.applicationinsights_authentication_string)
     _bootstrapped = True
+
+
+def _span(name: str, context: func.Context, trigger: str) -> AbstractContextManager[Any]:
+    """The invocation's span, a child of the host's trace (``context.trace_context``), once telemetry is on."""
+    trace = getattr(context, "trace_context", None)
+    parent, state = getattr(trace, "trace_parent", None), getattr(trace, "trace_state", None)
+    return metrics.invocation_span(name, context.invocation_id, trigger, parent, state)
 
 
 async def run_http(
@@ -53,7 +63,8 @@ async def run_http(
     with invocation_scope(context.invocation_id, name):
         try:
             bootstrap_once()
-            return await handler()
+            with _span(name, context, "http"):
+                return await handler()
         except errors.AppError as error:
             level = logging.WARNING if isinstance(error, _SERVER_SIDE) else logging.INFO
             log.log(level, "%s failed: %s (%s)", name, error.code, error.message)
@@ -71,7 +82,8 @@ async def run_queue(
     with invocation_scope(context.invocation_id, name):
         bootstrap_once()
         try:
-            await handler()
+            with _span(name, context, "pubsub"):
+                await handler()
         except errors.AppError as error:
             log.warning(
                 "%s: message %s attempt %s failed (%s): %s; it will be retried",
@@ -93,7 +105,8 @@ async def run_timer(name: str, context: func.Context, handler: Callable[[], Awai
     with invocation_scope(context.invocation_id, name):
         bootstrap_once()
         try:
-            await handler()
+            with _span(name, context, "timer"):
+                await handler()
         except errors.AppError as error:
             log.warning("%s failed (%s): %s; the next run retries", name, error.code, error.message)
             raise

@@ -165,6 +165,14 @@ def http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def https_url(value: str) -> str:
+    """An absolute https URL (bearer tokens are sent only over TLS), without a trailing slash."""
+    checked = http_url(value)
+    if urlsplit(checked).scheme != "https":
+        raise ValueError("an https URL")
+    return checked
+
+
 def is_loopback_url(url: str) -> bool:
     """True for http(s) URLs on localhost or a loopback address (where plain http is acceptable)."""
     try:

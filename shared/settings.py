@@ -20,11 +20,13 @@ from urllib.parse import urlsplit
 
 from shared.errors import ConfigurationError
 from shared.secret import Secret
+from shared.setting_rules import cross_field_problems
 from shared.setting_specs import (
     SettingSpec,
     choice,
     flag,
     http_url,
+    https_url,
     integer,
     is_loopback_url,
     number,
@@ -70,9 +72,49 @@ def _rate(value: str) -> RequestRate:
 class Settings:
     """Everything the app reads from its environment. Build with ``Settings.from_env()``."""
 
-    storage_connection_string: Secret = field(
+    storage_connection_string: Secret | None = field(
         metadata=secret(
-            "AzureWebJobsStorage", "Storage connection string for tables, queues and queue triggers", required=True
+            "AzureWebJobsStorage",
+            "Storage connection string (local runs); on Azure leave unset and use the identity settings below",
+        )
+    )
+    storage_account_name: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__accountName",
+            None,
+            "identity-based storage: account name (endpoints https://<name>.<service>.core.windows.net)",
+            text(r"[a-z0-9]{3,24}"),
+        )
+    )
+    storage_blob_service_uri: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__blobServiceUri", None, "identity-based storage: blob endpoint (host)", https_url
+        )
+    )
+    storage_queue_service_uri: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__queueServiceUri", None, "identity-based storage: queue endpoint", https_url
+        )
+    )
+    storage_table_service_uri: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__tableServiceUri", None, "identity-based storage: table endpoint", https_url
+        )
+    )
+    storage_credential: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__credential",
+            None,
+            "identity-based storage: `managedidentity`",
+            choice("managedidentity"),
+        )
+    )
+    storage_client_id: str | None = field(
+        metadata=setting(
+            "AzureWebJobsStorage__clientId",
+            None,
+            "user-assigned identity's client id for storage (unset: the system-assigned identity)",
+            text(r"[A-Za-z0-9-]{1,100}"),
         )
     )
     storage_table_prefix: str = field(
@@ -134,6 +176,14 @@ class Settings:
     applicationinsights_connection_string: Secret | None = field(
         default=None,
         metadata=secret("APPLICATIONINSIGHTS_CONNECTION_STRING", "exports telemetry to Azure Monitor when set"),
+    )
+    applicationinsights_authentication_string: str | None = field(
+        metadata=setting(
+            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+            None,
+            "Entra auth to Application Insights for host and app: `Authorization=AAD[;ClientId=<identity>]`",
+            text(r"Authorization=AAD(;ClientId=[A-Za-z0-9-]{1,100})?"),
+        )
     )
     cache_l1_ttl_seconds: float = field(
         metadata=setting(
@@ -320,6 +370,11 @@ class Settings:
     )
 
     @property
+    def storage_identity(self) -> bool:
+        """True when storage is reached with a managed identity (the ``AzureWebJobsStorage__*`` shapes)."""
+        return self.storage_connection_string is None
+
+    @property
     def graph_mode(self) -> Literal["simulator", "real"]:
         """``simulator`` when Graph is on this machine (the embedded default), else ``real``."""
         return "simulator" if is_loopback_url(self.graph_base_url) else "real"
@@ -334,7 +389,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, checks: Iterable[SettingsCheck] = ()) -> Settings:
         """Read and validate; raise one ``ConfigurationError`` listing every problem, ``checks``' included."""
         settings, problems = read_fields(cls, os.environ if env is None else env)
-        problems += _cross_field_problems(settings)
+        problems += cross_field_problems(settings)
         for check in checks:
             problems += check(settings)
         if problems:
@@ -347,27 +402,19 @@ class Settings:
         return specs_of(cls)
 
 
-def _cross_field_problems(s: Settings) -> list[str]:
-    """Rules between settings that each passed alone."""
-    problems: list[str] = []
-    if s.graph_subscriptions and s.webhook_base_url is None:
-        problems.append("GRAPH_SUBSCRIPTIONS: needs WEBHOOK_BASE_URL (where Graph should post notifications)")
-    if s.cache_max_stale_seconds < 4 * max(s.cache_user_ttl_seconds, s.cache_messages_ttl_seconds):
-        problems.append("CACHE_MAX_STALE_SECONDS: expected at least 4x the largest CACHE_*_TTL_SECONDS")
-    if s.mirror_max_staleness_seconds <= s.mirror_safety_interval_seconds:
-        problems.append("MIRROR_MAX_STALENESS_SECONDS: expected more than MIRROR_SAFETY_INTERVAL_SECONDS")
-    if s.breaker_max_open_seconds < s.breaker_open_seconds:
-        problems.append("BREAKER_MAX_OPEN_SECONDS: expected at least BREAKER_OPEN_SECONDS")
-    mode, ids = s.graph_auth_mode, s.graph_tenant_id and s.graph_client_id
-    if mode == "client_secret" and not (ids and s.graph_client_secret):
-        problems.append("GRAPH_AUTH_MODE=client_secret: needs GRAPH_TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET")
-    if mode == "certificate" and not (ids and s.graph_certificate_path):
-        problems.append("GRAPH_AUTH_MODE=certificate: needs GRAPH_TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CERTIFICATE_PATH")
-    if mode == "static_token" and s.graph_static_token is None:
-        problems.append("GRAPH_AUTH_MODE=static_token: needs GRAPH_STATIC_TOKEN")
-    if mode == "static_token" and not is_loopback_url(s.graph_base_url):
-        problems.append("GRAPH_AUTH_MODE=static_token: allowed only with a loopback GRAPH_BASE_URL (simulator)")
-    return problems
+def timer_schedule(name: str, env: Mapping[str, str] | None = None) -> str:
+    """A timer's NCRONTAB for its trigger decorator: the app setting ``name`` if set, else its declared default.
+
+    Read when the app is indexed, so a timer never depends on a ``%SETTING%`` expression that fails indexing
+    on Azure when the setting is absent; a set value still goes through the reader's NCRONTAB check.
+    """
+    value = (os.environ if env is None else env).get(name, "").strip()
+    if value:
+        return value
+    (spec,) = [spec for spec in Settings.specs() if spec.name == name]
+    if spec.default is None:
+        raise ValueError(f"{name} has no default schedule")
+    return spec.default
 
 
 def settings_table() -> str:

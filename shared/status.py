@@ -163,11 +163,13 @@ async def build_status(sources: StatusSources, *, include_process: bool = True) 
 
 
 def start_telemetry(
-    connection_string: str, subscriptions: Callable[[], Awaitable[Sequence[SubscriptionRecord]]]
+    connection_string: str,
+    subscriptions: Callable[[], Awaitable[Sequence[SubscriptionRecord]]],
+    authentication_string: str | None = None,
 ) -> None:
-    """Export to Azure Monitor and let the expiry gauge re-read the subscriptions (call from a running
-    loop)."""
-    metrics.configure_azure_monitor(connection_string)
+    """Export to Azure Monitor (with Entra auth when ``authentication_string`` asks for it) and let the expiry
+    gauge re-read the subscriptions (call from a running loop)."""
+    metrics.configure_azure_monitor(connection_string, metrics.ingestion_credential(authentication_string))
 
     async def load() -> list[metrics.Expiry]:
         return [metrics.Expiry(r.id, r.resource, r.expiration.timestamp()) for r in await subscriptions()]

@@ -16,8 +16,10 @@ from shared.names import BREAKERS_TABLE
 from shared.settings import Settings
 from shared.startup_checks import read_settings
 from shared.storage import Queues, Tables
+from shared.storage_clients import STORAGE_CLIENT_OPTIONS as STORAGE_CLIENT_OPTIONS  # re-exported for tests
 
 if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableServiceClient
     from azure.storage.queue.aio import QueueServiceClient
 
@@ -53,37 +55,33 @@ def settings() -> Settings:
     return registry.get_sync(SETTINGS)
 
 
-# Storage clients retry briefly: a caller waiting on a dead Storage account should learn it in seconds,
-# and the layers above (queue redelivery, Graph's own retries) own the longer waits.
-STORAGE_CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 3, "read_timeout": 10}
+def _make_storage_credential() -> AsyncTokenCredential | None:
+    from shared.storage_clients import storage_credential
+
+    return storage_credential(settings())
+
+
+async def _close_credential(credential: AsyncTokenCredential | None) -> None:
+    if credential is not None:
+        await credential.close()
 
 
 def _make_table_service() -> TableServiceClient:
-    from azure.data.tables.aio import TableServiceClient
+    from shared.storage_clients import table_service
 
-    return TableServiceClient.from_connection_string(
-        settings().storage_connection_string.reveal(),
-        retry_total=2,
-        retry_backoff_factor=0.1,
-        retry_backoff_max=2,
-        **STORAGE_CLIENT_OPTIONS,
-    )
+    return table_service(settings(), registry.get_sync(STORAGE_CREDENTIAL))
 
 
 def _make_queue_service() -> QueueServiceClient:
-    from azure.storage.queue.aio import QueueServiceClient
+    from shared.storage_clients import queue_service
 
-    # Message encoding (base64, as queue triggers expect) is set per queue client, in shared/storage.py.
-    return QueueServiceClient.from_connection_string(
-        settings().storage_connection_string.reveal(),
-        initial_backoff=0,  # these four shape the client's own (async) ExponentialRetry policy
-        increment_base=1,
-        retry_total=2,
-        random_jitter_range=0,
-        **STORAGE_CLIENT_OPTIONS,
-    )
+    return queue_service(settings(), registry.get_sync(STORAGE_CREDENTIAL))
 
 
+# One managed identity for both clients (None with a connection string); closed with the registry.
+STORAGE_CREDENTIAL: Service[AsyncTokenCredential | None] = Service(
+    "storage_credential", _make_storage_credential, _close_credential
+)
 TABLE_SERVICE: Service[TableServiceClient] = Service("table_service", _make_table_service, lambda c: c.close())
 QUEUE_SERVICE: Service[QueueServiceClient] = Service("queue_service", _make_queue_service, lambda c: c.close())
 

@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.graphsim",
     "tests.fixtures.funchost",
     "tests.fixtures.app",
+    "tests.fixtures.identity",
 ]
 
 

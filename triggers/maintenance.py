@@ -7,6 +7,7 @@ import azure.functions as func
 from shared.http import json_response
 from shared.invocation import run_http, run_timer
 from shared.maintenance import run_sweep
+from shared.settings import timer_schedule
 from shared.wiring import CACHE, DEDUPE, check_health, registry
 
 bp = func.Blueprint()
@@ -23,7 +24,7 @@ async def health(req: func.HttpRequest, context: func.Context) -> func.HttpRespo
 
 
 @bp.function_name("sweep")
-@bp.timer_trigger(arg_name="timer", schedule="%MAINTENANCE_SCHEDULE%", use_monitor=True)
+@bp.timer_trigger(arg_name="timer", schedule=timer_schedule("MAINTENANCE_SCHEDULE"), use_monitor=True)
 async def sweep(timer: func.TimerRequest, context: func.Context) -> None:
     async def handle() -> None:
         cache, dedupe = await registry.get(CACHE), await registry.get(DEDUPE)

@@ -6,6 +6,7 @@ import azure.functions as func
 
 from shared.invocation import run_queue, run_timer
 from shared.names import MIRROR_ROUNDS_QUEUE
+from shared.settings import timer_schedule
 from shared.wiring import registry
 from shared.wiring_mirror import MIRROR, mirrored
 
@@ -24,7 +25,7 @@ async def mirror_round(msg: func.QueueMessage, context: func.Context) -> None:
 
 
 @bp.function_name("mirror_safety_net")
-@bp.timer_trigger(arg_name="timer", schedule="%MIRROR_SCHEDULE%", run_on_startup=True, use_monitor=True)
+@bp.timer_trigger(arg_name="timer", schedule=timer_schedule("MIRROR_SCHEDULE"), run_on_startup=True, use_monitor=True)
 async def mirror_safety_net(timer: func.TimerRequest, context: func.Context) -> None:
     async def handle() -> object:
         if not mirrored():

@@ -9,6 +9,7 @@ import azure.functions as func
 
 from shared.api import subscriptions as views
 from shared.invocation import run_http, run_timer
+from shared.settings import timer_schedule
 from shared.subscriptions.timer import run_renewal
 from shared.wiring import SUBSCRIPTIONS, registry, settings
 
@@ -58,7 +59,9 @@ async def renew_subscription(req: func.HttpRequest, context: func.Context) -> fu
 
 
 @bp.function_name("renew_subscriptions")
-@bp.timer_trigger(arg_name="timer", schedule="%SUBSCRIPTION_RENEWAL_SCHEDULE%", run_on_startup=True, use_monitor=True)
+@bp.timer_trigger(
+    arg_name="timer", schedule=timer_schedule("SUBSCRIPTION_RENEWAL_SCHEDULE"), run_on_startup=True, use_monitor=True
+)
 async def renew_subscriptions(timer: func.TimerRequest, context: func.Context) -> None:
     async def handle() -> None:
         service = await registry.get(SUBSCRIPTIONS)

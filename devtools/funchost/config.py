@@ -186,18 +186,46 @@ def resolve_expression(value: str, env: Mapping[str, str]) -> str:
     return _EXPRESSION.sub(_lookup, value)
 
 
-def connection_string(connection: str | None, env: Mapping[str, str]) -> str:
-    """The Storage connection string a binding's ``connection`` names.
+@dataclass(frozen=True)
+class StorageConnection:
+    """Where a binding's storage is: a connection string, or a queue endpoint reached with a managed
+    identity (``client_id`` names a user-assigned one; None means the system-assigned identity)."""
 
-    The host looks the name up as given, then with the ``AzureWebJobs`` prefix; an empty name means
-    ``AzureWebJobsStorage``. Identity-based connections (``<name>__serviceUri``) are not supported here.
+    connection_string: str | None = None
+    queue_service_uri: str | None = None
+    client_id: str | None = None
+
+
+def storage_connection(connection: str | None, env: Mapping[str, str]) -> StorageConnection:
+    """The storage a binding's ``connection`` names, resolved like the host does.
+
+    The name is looked up as given, then with the ``AzureWebJobs`` prefix; an empty name means
+    ``AzureWebJobsStorage``. A value there is a connection string; otherwise the identity-based shapes
+    ``<name>__queueServiceUri`` (or ``__serviceUri``) or ``<name>__accountName``, with ``__credential``
+    (only ``managedidentity``) and ``__clientId``.
     """
     name = connection or DEFAULT_STORAGE_SETTING
     for candidate in (name, f"AzureWebJobs{name}"):
         value = env.get(candidate)
         if value:
-            return value
-    raise ConfigError(f"connection setting {name!r} is not set (expected a Storage connection string)")
+            return StorageConnection(connection_string=value)
+        uri = env.get(f"{candidate}__queueServiceUri") or env.get(f"{candidate}__serviceUri")
+        account = env.get(f"{candidate}__accountName")
+        if not (uri or account):
+            continue
+        credential = env.get(f"{candidate}__credential") or "managedidentity"
+        if credential.lower() != "managedidentity":
+            raise ConfigError(f"{candidate}__credential: only 'managedidentity' is supported, got {credential!r}")
+        endpoint = uri or f"https://{account}.queue.core.windows.net"
+        if not endpoint.startswith("https://"):
+            raise ConfigError(f"{candidate}: identity-based connections need an https endpoint, got {endpoint!r}")
+        return StorageConnection(
+            queue_service_uri=endpoint.rstrip("/"), client_id=env.get(f"{candidate}__clientId") or None
+        )
+    raise ConfigError(
+        f"connection setting {name!r} is not set (expected a Storage connection string, "
+        f"or {name}__accountName / {name}__queueServiceUri for an identity-based connection)"
+    )
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,12 @@ from devtools.funchost.config import (
     ConfigError,
     HostConfig,
     HostKeys,
-    connection_string,
     float_setting,
     is_disabled,
     request_body_limit,
     resolve_expression,
     state_dir,
+    storage_connection,
 )
 from devtools.funchost.http import HttpFrontend, build_routes
 from devtools.funchost.indexing import (
@@ -197,7 +197,7 @@ class FuncHost:
         listener = QueueListener(
             function,
             queue_name=queue_name,
-            connection_string=connection_string(function.connection, self.env),
+            connection=storage_connection(function.connection, self.env),
             options=self.config.queues,
             invoker=self._invoker,
         )

@@ -23,12 +23,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import azure.functions as func
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
 from devtools.funchost.bindings import decode_queue_message, queue_body_datum, queue_trigger_metadata
-from devtools.funchost.config import MIN_POLLING_INTERVAL, QueueOptions
+from devtools.funchost.config import MIN_POLLING_INTERVAL, QueueOptions, StorageConnection
 from devtools.funchost.indexing import FunctionInfo
 from devtools.funchost.invoke import Invoker
 
@@ -107,6 +108,24 @@ async def create_if_missing(client: QueueOperations) -> None:
         await client.create_queue()
 
 
+def open_queue_clients(
+    connection: StorageConnection, queue_name: str, options: dict[str, Any]
+) -> tuple[tuple[QueueClient, QueueClient], AsyncTokenCredential | None]:
+    """The trigger and poison queue clients, and the managed identity they share (None with a connection
+    string): ``ManagedIdentityCredential``, as the host uses for ``__credential=managedidentity``."""
+    names = (queue_name, queue_name + POISON_SUFFIX)
+    if connection.connection_string is not None:
+        cs = connection.connection_string
+        return (QueueClient.from_connection_string(cs, names[0], **options),
+                QueueClient.from_connection_string(cs, names[1], **options)), None  # fmt: skip
+    from azure.identity.aio import ManagedIdentityCredential
+
+    credential = ManagedIdentityCredential(client_id=connection.client_id)
+    url = connection.queue_service_uri or ""
+    return (QueueClient(url, names[0], credential=credential, **options),
+            QueueClient(url, names[1], credential=credential, **options)), credential  # fmt: skip
+
+
 class QueueListener:
     """Polls one queue for one function until ``stop``."""
 
@@ -115,19 +134,20 @@ class QueueListener:
         function: FunctionInfo,
         *,
         queue_name: str,
-        connection_string: str,
+        connection: StorageConnection,
         options: QueueOptions,
         invoker: Invoker,
         clients: tuple[QueueOperations, QueueOperations] | None = None,
         settle_delays: Sequence[float] = SETTLE_RETRY_DELAYS,
     ) -> None:
         """``clients`` (trigger queue, poison queue) replaces the Storage clients made from
-        ``connection_string`` (tests pass fakes)."""
+        ``connection`` (tests pass fakes)."""
         self.function = function
         self.queue_name = queue_name
         self._options = options
         self._invoker = invoker
         self._settle_delays = tuple(settle_delays)
+        self._credential: AsyncTokenCredential | None = None
         if clients is None:
             # Short SDK retries: the poll loop retries anyway, and shutdown should not wait out a long
             # back-off. (The client builds its async ExponentialRetry from these keywords: ~1 s, 3 s, 5 s.)
@@ -137,10 +157,7 @@ class QueueListener:
                 "retry_total": 3,
                 "random_jitter_range": 0,
             }
-            clients = (
-                QueueClient.from_connection_string(connection_string, queue_name, **retry),
-                QueueClient.from_connection_string(connection_string, queue_name + POISON_SUFFIX, **retry),
-            )
+            clients, self._credential = open_queue_clients(connection, queue_name, retry)
         self._client: QueueOperations = clients[0]
         self._poison: QueueOperations = clients[1]
         self._stopping = asyncio.Event()
@@ -187,6 +204,8 @@ class QueueListener:
                 await asyncio.wait(pending, timeout=1.0)
         await self._client.close()
         await self._poison.close()
+        if self._credential is not None:
+            await self._credential.close()
 
     def request_stop(self) -> None:
         """Stop fetching new messages now (``stop`` then waits for the ones in flight)."""

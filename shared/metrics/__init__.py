@@ -47,7 +47,7 @@ from shared.metrics.names import (
     WEBHOOK_ACK_DURATION,
     graph_outcome,
 )
-from shared.metrics.otel import configure_azure_monitor, install, span, uninstall
+from shared.metrics.otel import configure_azure_monitor, ingestion_credential, install, invocation_span, span, uninstall
 from shared.metrics.record import (
     get_metric_stats,
     note_breaker_state,
@@ -98,7 +98,9 @@ __all__ = [
     "configure_azure_monitor",
     "get_metric_stats",
     "graph_outcome",
+    "ingestion_credential",
     "install",
+    "invocation_span",
     "note_breaker_state",
     "record_breaker_transition",
     "record_cache",

@@ -27,6 +27,7 @@ from shared.metrics.names import (
 )
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
     from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider, Observation
     from opentelemetry.trace import Tracer, TracerProvider
 
@@ -76,6 +77,7 @@ def _observe_expiry(options: CallbackOptions) -> list[Observation]:
 instruments: Instruments | None = None
 _tracer: Tracer | None = None
 _NO_SPAN: AbstractContextManager[Any] = contextlib.nullcontext()
+_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
 
 
 def install(meter_provider: MeterProvider | None = None, tracer_provider: TracerProvider | None = None) -> None:
@@ -93,15 +95,57 @@ def uninstall() -> None:
     instruments, _tracer = None, None
 
 
-def configure_azure_monitor(connection_string: str) -> None:
-    """Export traces, metrics and the app's logs to Application Insights (imports the exporter only now)."""
+def ingestion_credential(authentication_string: str | None) -> TokenCredential | None:
+    """Entra authentication for Application Insights ingestion, from the host's own setting
+    (``APPLICATIONINSIGHTS_AUTHENTICATION_STRING``: ``Authorization=AAD`` or ``Authorization=AAD;ClientId=<id>``),
+    so the app and the host authenticate the same way; None keeps the connection string's key-based ingestion."""
+    if not authentication_string:
+        return None
+    from azure.identity import ManagedIdentityCredential
+
+    parts = dict(part.split("=", 1) for part in authentication_string.split(";") if "=" in part)
+    return ManagedIdentityCredential(client_id=parts.get("ClientId") or None)
+
+
+def configure_azure_monitor(connection_string: str, credential: TokenCredential | None = None) -> None:
+    """Export the app's spans and metrics to Application Insights (imports the exporter only now).
+
+    Logs are not exported here: the worker forwards every record to the Functions host, which exports it
+    with host.json's levels and sampling, so a second exporter in the app would send each record twice.
+    """
+    import os
+
     from azure.monitor.opentelemetry import configure_azure_monitor as configure
 
-    from shared.telemetry import protect_handlers
-
-    configure(connection_string=connection_string, logger_name="graphapp")
-    protect_handlers()  # the exporter's handler must redact and correlate like the console's
+    # The distro's only working switch for logs is this variable (its disable_logging argument is overwritten
+    # from it); set for the call only, so nothing else in the process sees it.
+    previous = os.environ.get(_LOGS_EXPORTER)
+    os.environ[_LOGS_EXPORTER] = "none"
+    try:
+        configure(connection_string=connection_string, credential=credential, enable_live_metrics=False)
+    finally:
+        if previous is None:
+            os.environ.pop(_LOGS_EXPORTER, None)
+        else:
+            os.environ[_LOGS_EXPORTER] = previous
     install()
+
+
+def invocation_span(
+    name: str, invocation_id: str, trigger: str, trace_parent: str | None, trace_state: str | None = None
+) -> AbstractContextManager[Any]:
+    """The span of one invocation, a child of the host's invocation trace (``context.trace_context``), so the
+    app's spans join the host's request or dependency in one end-to-end transaction; a no-op until installed.
+
+    ``trigger`` is the FaaS semantic convention's ``faas.trigger`` (http, pubsub, timer).
+    """
+    if _tracer is None:
+        return _NO_SPAN
+    from opentelemetry.propagate import extract
+
+    carrier = {"traceparent": trace_parent or "", "tracestate": trace_state or ""}
+    attributes = {"faas.invocation_id": invocation_id, "faas.trigger": trigger}
+    return _tracer.start_as_current_span(name, context=extract(carrier), attributes=attributes)
 
 
 def span(name: str, attributes: Mapping[str, str] | None = None) -> AbstractContextManager[Any]:

@@ -58,6 +58,51 @@ def test_missing_required_setting_is_named() -> None:
     assert "AzureWebJobsStorage: required" in message
 
 
+IDENTITY = {k: v for k, v in VALID.items() if k != "AzureWebJobsStorage"}
+
+
+def test_identity_based_storage_uses_the_hosts_setting_shapes() -> None:
+    """An account name alone (system-assigned identity) or the three service URIs with a client id are
+    complete; the app's clients then go to the account's endpoints, or to the URIs given."""
+    from shared.storage_clients import service_url
+
+    by_name = Settings.from_env({**IDENTITY, "AzureWebJobsStorage__accountName": "acct01"})
+    assert by_name.storage_identity
+    assert by_name.storage_client_id is None
+    assert service_url(by_name, "table") == "https://acct01.table.core.windows.net"
+    assert service_url(by_name, "queue") == "https://acct01.queue.core.windows.net"
+    uris = {
+        f"AzureWebJobsStorage__{kind}ServiceUri": f"https://127.0.0.1:1000{i}/devstoreaccount1/"
+        for i, kind in enumerate(("blob", "queue", "table"))
+    }
+    extra = {"AzureWebJobsStorage__credential": "managedidentity", "AzureWebJobsStorage__clientId": "c-1"}
+    by_uri = Settings.from_env({**IDENTITY, **uris, **extra})
+    assert by_uri.storage_client_id == "c-1"
+    assert service_url(by_uri, "table") == "https://127.0.0.1:10002/devstoreaccount1"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, "AzureWebJobsStorage: required (a Storage connection string), or AzureWebJobsStorage__accountName"),
+        ({"AzureWebJobsStorage__clientId": "c-1"}, "AzureWebJobsStorage__accountName: required"),
+        ({"AzureWebJobsStorage__queueServiceUri": "https://q.example"}, "__queueServiceUri and __tableServiceUri"),
+        (
+            {"AzureWebJobsStorage__accountName": "acct01", "AzureWebJobsStorage": "UseDevelopmentStorage=true"},
+            "not both",
+        ),
+        ({"AzureWebJobsStorage__accountName": "Bad_Name"}, "AzureWebJobsStorage__accountName: expected"),
+        ({"AzureWebJobsStorage__accountName": "acct01", "AzureWebJobsStorage__credential": "key"}, "__credential"),
+        ({"AzureWebJobsStorage__tableServiceUri": "http://acct.table.core.windows.net"}, "expected https"),
+        ({"AzureWebJobsStorage__tableServiceUri": "http://127.0.0.1:10002/a"}, "expected an https URL"),
+    ],
+)
+def test_storage_settings_that_would_mislead_are_refused(extra: dict[str, str], expected: str) -> None:
+    """No storage at all, half an identity configuration, both shapes at once, a malformed account name, another
+    credential kind and plain-http endpoints (bearer tokens need TLS) each fail at start, naming what to set."""
+    assert expected in _error({**IDENTITY, **extra})
+
+
 def test_all_problems_are_reported_at_once() -> None:
     """Several bad settings produce one error that lists each of them with what was expected."""
     message = _error({**VALID, "GRAPH_TIMEOUT_SECONDS": "abc", "LOG_LEVEL": "LOUD", "STORAGE_TABLE_PREFIX": "9x/"})
@@ -80,6 +125,7 @@ def test_secrets_never_appear_in_repr_or_errors() -> None:
     settings = Settings.from_env(VALID)
     assert SECRET_VALUE not in repr(settings)
     assert repr(Secret("x")) == "Secret('**********')"
+    assert settings.storage_connection_string is not None
     assert settings.storage_connection_string.reveal().endswith(SECRET_VALUE)
     message = _error({**VALID, "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0"})
     assert SECRET_VALUE not in message
@@ -180,3 +226,69 @@ def test_desired_subscriptions_need_a_webhook_url() -> None:
 def test_schedules_must_be_six_field_ncrontab(schedule: str) -> None:
     """Timer schedules are NCRONTAB with seconds first (six fields)."""
     assert "SUBSCRIPTION_RENEWAL_SCHEDULE" in _error({**VALID, "SUBSCRIPTION_RENEWAL_SCHEDULE": schedule})
+
+
+REAL_AUTH = {
+    "AzureWebJobsStorage__accountName": "acct01",
+    "GRAPH_AUTH_MODE": "managed_identity",
+    "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0",
+}
+
+
+@pytest.mark.parametrize("mode", ["managed_identity", "client_secret", "certificate"])
+def test_real_credentials_with_the_simulators_graph_url_are_refused(mode: str) -> None:
+    """Real tokens for a loopback Graph would be scoped to 127.0.0.1: start fails saying what to set."""
+    ids = {"GRAPH_TENANT_ID": "contoso.onmicrosoft.com", "GRAPH_CLIENT_ID": "c-1", "GRAPH_CLIENT_SECRET": "s"}
+    env = {**REAL_AUTH, **ids, "GRAPH_CERTIFICATE_PATH": "/x.pem", "GRAPH_AUTH_MODE": mode}
+    message = _error({**env, "GRAPH_BASE_URL": "http://127.0.0.1:8070/v1.0"})
+    assert (
+        f"GRAPH_BASE_URL: http://127.0.0.1:8070/v1.0 is loopback (the Graph simulator) but GRAPH_AUTH_MODE={mode}"
+        in (message)
+    )
+    assert "set GRAPH_BASE_URL=https://graph.microsoft.com/v1.0" in message
+    assert Settings.from_env(env).graph_mode == "real"
+
+
+@pytest.mark.parametrize("webhook", ["http://127.0.0.1:7071/api", "http://localhost:7071/api", "https://[::1]/api"])
+def test_real_credentials_with_a_loopback_webhook_are_refused(webhook: str) -> None:
+    """Graph cannot post to this machine's loopback address: refused with real credentials, allowed with the
+    simulator (which runs on the same machine)."""
+    message = _error({**REAL_AUTH, "WEBHOOK_BASE_URL": webhook})
+    assert "WEBHOOK_BASE_URL: " in message
+    assert "set the app's public https URL" in message
+    assert Settings.from_env({**VALID, "WEBHOOK_BASE_URL": webhook}).webhook_base_url == webhook.rstrip("/")
+    public = Settings.from_env({**REAL_AUTH, "WEBHOOK_BASE_URL": "https://app.azurewebsites.net/api"})
+    assert public.webhook_base_url == "https://app.azurewebsites.net/api"
+
+
+def test_timer_schedules_have_defaults_without_their_settings() -> None:
+    """A timer's schedule is its setting when set (stripped), else the declared default; never absent."""
+    from shared.settings import timer_schedule
+
+    assert timer_schedule("SUBSCRIPTION_RENEWAL_SCHEDULE", {}) == "0 */30 * * * *"
+    assert timer_schedule("MAINTENANCE_SCHEDULE", {"MAINTENANCE_SCHEDULE": "  "}) == "0 */15 * * * *"
+    assert timer_schedule("MAINTENANCE_SCHEDULE", {"MAINTENANCE_SCHEDULE": " 0 0 * * * * "}) == "0 0 * * * *"
+    with pytest.raises(ValueError, match="no default schedule"):
+        timer_schedule("WEBHOOK_BASE_URL", {})
+
+
+def test_real_tenant_sample_is_the_sample_for_a_real_tenant_and_validates() -> None:
+    """local.settings.real-tenant.sample.json is generated from the sample (every setting in it) and, once its
+    client secret is filled in, reads as real Graph; left as the simulator sample's loopback URLs it would not."""
+    from devtools.settings_docs import real_tenant_sample
+
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())
+    text = (ROOT / "local.settings.real-tenant.sample.json").read_text()
+    assert text == real_tenant_sample(sample), "run python -m devtools.settings_docs"
+    values = json.loads(text)["Values"]
+    assert "needs GRAPH_TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET" in _error(values)  # as shipped: no secret
+    settings = read_settings({**values, "GRAPH_CLIENT_SECRET": "filled-in"})
+    assert settings.graph_mode == "real"
+    assert settings.graph_scope == "https://graph.microsoft.com/.default"
+    loopback = {
+        "GRAPH_BASE_URL": sample["Values"]["GRAPH_BASE_URL"],
+        "WEBHOOK_BASE_URL": sample["Values"]["WEBHOOK_BASE_URL"],
+    }
+    message = _error({**values, "GRAPH_CLIENT_SECRET": "filled-in", **loopback})
+    assert "GRAPH_BASE_URL: http://127.0.0.1:8070/v1.0 is loopback" in message
+    assert "WEBHOOK_BASE_URL: http://127.0.0.1:7071/api is loopback" in message

@@ -12,11 +12,12 @@ from devtools.funchost.config import (
     HostConfig,
     HostKeys,
     QueueOptions,
-    connection_string,
+    StorageConnection,
     is_disabled,
     load_settings_file,
     parse_timespan,
     resolve_expression,
+    storage_connection,
 )
 
 
@@ -87,11 +88,42 @@ def test_binding_expressions_resolve_from_settings() -> None:
 
 def test_connection_name_is_looked_up_as_given_then_with_azurewebjobs_prefix() -> None:
     """'Storage' finds AzureWebJobsStorage; an empty connection means AzureWebJobsStorage; none set fails."""
-    assert connection_string("Storage", {"AzureWebJobsStorage": "cs"}) == "cs"
-    assert connection_string(None, {"AzureWebJobsStorage": "cs"}) == "cs"
-    assert connection_string("Mine", {"Mine": "m", "AzureWebJobsMine": "x"}) == "m"
+    assert storage_connection("Storage", {"AzureWebJobsStorage": "cs"}) == StorageConnection(connection_string="cs")
+    assert storage_connection(None, {"AzureWebJobsStorage": "cs"}).connection_string == "cs"
+    assert storage_connection("Mine", {"Mine": "m", "AzureWebJobsMine": "x"}).connection_string == "m"
     with pytest.raises(ConfigError):
-        connection_string("Mine", {})
+        storage_connection("Mine", {})
+
+
+def test_identity_based_connections_use_the_hosts_setting_shapes() -> None:
+    """__accountName gives the account's queue endpoint, __queueServiceUri wins over it, __clientId names a
+    user-assigned identity; a connection string wins over both (as in the host)."""
+    account = storage_connection("Storage", {"AzureWebJobsStorage__accountName": "acct"})
+    assert account == StorageConnection(queue_service_uri="https://acct.queue.core.windows.net")
+    uri = "https://127.0.0.1:10001/devstoreaccount1"
+    env = {
+        "AzureWebJobsStorage__accountName": "acct",
+        "AzureWebJobsStorage__queueServiceUri": uri + "/",
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": "abc-123",
+    }
+    assert storage_connection(None, env) == StorageConnection(queue_service_uri=uri, client_id="abc-123")
+    assert storage_connection(None, {**env, "AzureWebJobsStorage": "cs"}).connection_string == "cs"
+    assert storage_connection("Mine", {"Mine__serviceUri": uri}).queue_service_uri == uri
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"AzureWebJobsStorage__credential": "connectionstring"}, "only 'managedidentity'"),
+        ({"AzureWebJobsStorage__queueServiceUri": "http://127.0.0.1:1/acct"}, "need an https endpoint"),
+        ({"AzureWebJobsStorage__queueServiceUri": "ftp://x"}, "need an https endpoint"),
+    ],
+)
+def test_bad_identity_based_connections_fail_at_start(extra: dict[str, str], message: str) -> None:
+    """Another credential kind or a non-TLS endpoint (bearer tokens need https) is a configuration error."""
+    with pytest.raises(ConfigError, match=message):
+        storage_connection(None, {"AzureWebJobsStorage__accountName": "acct", **extra})
 
 
 def test_settings_file_fills_only_unset_keys(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from azure.functions import meta
 from azure.functions.queue import QueueMessageInConverter
 from azure.storage.queue import QueueMessage
 
-from devtools.funchost.config import QueueOptions
+from devtools.funchost.config import QueueOptions, StorageConnection
 from devtools.funchost.indexing import FunctionInfo
 from devtools.funchost.invoke import Invoker
 from devtools.funchost.queues import RECEIVE_VISIBILITY_TIMEOUT, QueueListener, to_function_message
@@ -78,7 +78,7 @@ def _listener(queue: FakeQueue, poison: FakeQueue, *, fail: bool = False, delays
     return QueueListener(
         function,
         queue_name="q",
-        connection_string="",
+        connection=StorageConnection(connection_string=""),
         options=QueueOptions(max_dequeue_count=3),
         invoker=Invoker(app_dir=".", function_timeout=None),
         clients=(queue, poison),
