@@ -49,7 +49,7 @@ def test_dashboard_renders_breakers_and_subscriptions(
             assert subscriptions.locator("td").nth(0).inner_text() == "users"
             assert subscriptions.locator("td").nth(1).inner_text() == "active"
             assert page.locator("#queues tbody tr").count() == 8  # mirror-rounds and its poison queue included
-            assert page.locator("#queue-chart rect").count() == 6
+            assert page.locator("#queue-chart rect").count() == 8  # one bar per queue
             assert page.locator("#error").inner_text() == ""
             assert errors == []
 
