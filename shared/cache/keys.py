@@ -10,7 +10,7 @@ no input can produce a forbidden character or an over-long key. Layout of the on
 
 ``xx`` is the first two hex digits of the hash: 256 partitions per namespace spread the load (Table
 Storage serves about 2,000 entities/s per partition) while keeping a value and its lease together.
-Generations use only ``GENERATION_PARTITIONS`` partitions (``n`` = 0..3): invalidating the groups of a
+Generations use only ``GENERATION_PARTITIONS`` partitions (``n`` = 0 or 1): invalidating the groups of a
 whole queue message is then a few entity-group transactions, not one write per group; their reads are
 served from memory (``generation_ttl``), so the narrow partitions see mostly writes.
 Namespaces are code constants (they pick a ``Freshness``), so they are validated, not hashed; ``~``
@@ -29,7 +29,7 @@ VALUE_PREFIX = "v~"
 LEASE_PREFIX = "l~"
 GENERATION_PREFIX = "g~"
 GENERATION_PARTITION = "~gen"
-GENERATION_PARTITIONS = 4
+GENERATION_PARTITIONS = 2
 
 
 def _digest(*parts: str) -> str:

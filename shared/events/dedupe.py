@@ -61,7 +61,7 @@ class DedupeConfig:
     lease_margin_seconds: float = 5.0
     # Buckets the markers are spread over: fewer means fewer transactions per message, more means more
     # throughput (Table Storage serves about 2,000 rows/s per partition; each event writes 2 rows).
-    partitions: int = 4
+    partitions: int = 2
 
 
 @dataclass(frozen=True)
