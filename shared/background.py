@@ -62,6 +62,7 @@ class BackgroundGate:
         self._clock = clock
         self._last_decrease = float("-inf")
         self._last_slow = float("-inf")
+        self._last_ack = float("-inf")
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def on_lag(self, lag: float) -> None:
@@ -75,8 +76,15 @@ class BackgroundGate:
 
     def on_ack(self, seconds: float) -> None:
         """One webhook accept's duration: halve the slots when over target (recovery comes from ``on_lag``)."""
+        self._last_ack = self._clock()
         if seconds > self.config.target_ack:
             self._decrease()
+
+    @property
+    def contended(self) -> bool:
+        """Acknowledgements are being made now (one within ``hold``): background work should come in small
+        steps and give its slot back between them (``yield_slot``)."""
+        return self._clock() - self._last_ack < self.config.hold
 
     def _decrease(self) -> None:
         now = self._clock()
@@ -92,23 +100,35 @@ class BackgroundGate:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait for a free slot (first come, first served), hold it for the block."""
-        if self.in_use >= self.limit or self.waiting:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self.in_use -= 1  # woken and given the slot, but cancelled before using it
-                    self._wake()
-                raise
-        else:
-            self.in_use += 1
+        await self._acquire()
         try:
             yield
         finally:
             self.in_use -= 1
             self._wake()
+
+    async def yield_slot(self) -> None:
+        """Inside ``slot()``: give the slot back and queue for one again when the gate has closed below the
+        slots in use or others wait, so what waits (and the acknowledgements the gate protects) goes first."""
+        if self.in_use <= self.limit and not self.waiting:
+            return
+        self.in_use -= 1
+        self._wake()
+        await self._acquire()
+
+    async def _acquire(self) -> None:
+        if self.in_use < self.limit and not self.waiting:
+            self.in_use += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.in_use -= 1  # woken and given the slot, but cancelled before using it
+                self._wake()
+            raise
 
     def _wake(self) -> None:
         """Hand free slots to the oldest live waiters (the slot is counted as taken for them)."""

@@ -35,6 +35,7 @@ from shared.errors import InvalidInputError, TransientError
 from shared.events.batch import BatchConfig, BatchFailedError, BatchProcessor, BatchResult
 from shared.events.dedupe import DedupeStore
 from shared.events.dispatch import DispatchResult, ExactlyOnceDispatcher
+from shared.events.model import Event
 from shared.events.notifications import ChangeNotification, LifecycleNotification, Notification, QueueEnvelope
 from shared.names import NOTIFICATIONS_QUEUE
 from shared.storage import Queues, counting_calls
@@ -49,6 +50,7 @@ ItemOutcome = Literal["published", "duplicate", "poisoned", "failed"]
 class ProcessorConfig(BatchConfig):
     queue: str = NOTIFICATIONS_QUEUE
     item_concurrency: int = 16  # unused here: a message's items are dispatched as one batch
+    contended_step: int = 20  # events per dispatch while webhook POSTs are being answered (see _run_accepted)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,20 @@ class NotificationProcessor(BatchProcessor[ChangeNotification, ProcessResult]):
         if not accepted:
             return []
         events = [n.to_event(envelope.received_at) for n in accepted]
+        gate = self._gate
+        if gate is None or not gate.contended:
+            return await self._dispatch(events)
+        # Webhook POSTs are being answered: smaller steps (each a few short transactions), and the slot
+        # goes back between them, so a POST never waits behind a whole message's Storage work.
+        outcomes: list[ItemOutcome] = []
+        step = self.config.contended_step
+        for start in range(0, len(events), step):
+            if start:
+                await gate.yield_slot()
+            outcomes += await self._dispatch(events[start : start + step])
+        return outcomes
+
+    async def _dispatch(self, events: list[Event]) -> list[ItemOutcome]:
         try:
             dispatched = await self._dispatcher.dispatch_many(events)
         except TransientError as error:

@@ -136,3 +136,34 @@ async def test_the_monitor_measures_a_blocked_loop() -> None:
     assert max(samples) >= 0.08
     assert monitor.latest == samples[-1]
     assert sorted(samples)[len(samples) // 2] < 0.05  # unblocked samples stay small
+
+
+def test_the_gate_is_contended_while_acknowledgements_are_being_made() -> None:
+    g, clock = gate(hold=1.0)
+    assert not g.contended
+    g.on_ack(0.01)
+    assert g.contended
+    clock.now += 1.0
+    assert not g.contended
+
+
+async def test_yield_slot_keeps_going_when_nobody_waits_and_queues_behind_waiters_otherwise() -> None:
+    g, _ = gate(max_slots=8)  # limit 1
+    order: list[str] = []
+
+    async def other() -> None:
+        async with g.slot():
+            order.append("other")
+
+    async with g.slot():
+        await g.yield_slot()  # nobody waits, under the limit: no pause
+        assert g.in_use == 1
+        waiting = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        assert g.waiting == 1
+        await g.yield_slot()  # gives the slot to ``other`` and comes back after it
+        order.append("mine")
+        assert g.in_use == 1
+    await waiting
+    assert order == ["other", "mine"]
+    assert (g.in_use, g.waiting) == (0, 0)
