@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from devtools.azurite import ROOT
-from shared.settings import Settings, settings_table
+from shared.settings import Settings
 
 SAMPLE = ROOT / "local.settings.sample.json"
 REAL_TENANT_SAMPLE = ROOT / "local.settings.real-tenant.sample.json"
@@ -47,6 +47,15 @@ def main() -> None:
     text = README.read_text(encoding="utf-8")
     pattern = re.compile(r"(<!-- settings-table[^>]*-->\n).*?(\n<!-- /settings-table -->)", re.S)
     README.write_text(pattern.sub(lambda m: m.group(1) + settings_table() + m.group(2), text), encoding="utf-8")
+
+
+def settings_table() -> str:
+    """README's settings table, generated from the declarations so the two cannot drift."""
+    rows = ["| Setting | Default | Meaning |", "| --- | --- | --- |"]
+    for spec in Settings.specs():
+        default = "(secret)" if spec.secret else (f"`{spec.default}`" if spec.default is not None else "—")
+        rows.append(f"| `{spec.name}` | {default} | {spec.description} |")
+    return "\n".join(rows)
 
 
 def real_tenant_sample(sample: dict[str, Any]) -> str:

@@ -180,3 +180,23 @@ def is_loopback_url(url: str) -> bool:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@dataclass(frozen=True)
+class RequestRate:
+    """``GRAPH_RATE_LIMIT``: ``requests`` per ``seconds``."""
+
+    requests: int
+    seconds: float
+
+
+def request_rate(value: str) -> RequestRate:
+    """``600/10`` → 600 requests per 10.0 seconds."""
+    count, sep, period = value.partition("/")
+    try:
+        requests, seconds = int(count), float(period)
+    except ValueError:
+        requests, seconds = 0, 0.0
+    if not sep or not (1 <= requests <= 1_000_000 and 0.1 <= seconds <= 86_400):
+        raise ValueError("'<requests>/<seconds>', e.g. 600/10 (1..1000000 requests, 0.1..86400 s)")
+    return RequestRate(requests, seconds)

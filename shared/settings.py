@@ -2,17 +2,16 @@
 
 Each setting is declared once, below, as a field of ``Settings`` whose metadata holds its spec: environment
 name, default, one-line meaning and parser (``shared.setting_specs``). From that one table come the reader,
-the README's settings table (``python -m shared.settings`` prints it) and the sample file
-(``python -m devtools.settings_docs``). Reading collects every problem before failing, so one
-``ConfigurationError`` names each bad setting and what was expected; secrets are wrapped in ``Secret`` and
-never appear in ``repr``, logs or errors. Checks that need a feature's parser are passed in as ``checks``
-by the wiring (``shared.startup_checks``): this module imports no feature.
+the README's settings table and the sample files (``python -m devtools.settings_docs`` writes them). Reading
+collects every problem before failing, so one ``ConfigurationError`` names each bad setting and what was
+expected; secrets are wrapped in ``Secret`` and never appear in ``repr``, logs or errors. Checks that need a
+feature's parser are passed in as ``checks`` by the wiring (``shared.startup_checks``): this module imports
+no feature.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,6 +21,7 @@ from shared.errors import ConfigurationError
 from shared.secret import Secret
 from shared.setting_rules import cross_field_problems
 from shared.setting_specs import (
+    RequestRate,
     SettingSpec,
     choice,
     flag,
@@ -31,6 +31,7 @@ from shared.setting_specs import (
     is_loopback_url,
     number,
     read_fields,
+    request_rate,
     secret,
     setting,
     specs_of,
@@ -46,26 +47,6 @@ SettingsCheck = Callable[["Settings"], Iterable[str]]
 
 _NCRONTAB = r"\S+( \S+){5}"
 _AUTH_MODES = ("client_secret", "certificate", "managed_identity", "static_token")
-
-
-@dataclass(frozen=True)
-class RequestRate:
-    """``GRAPH_RATE_LIMIT``: ``requests`` per ``seconds``."""
-
-    requests: int
-    seconds: float
-
-
-def _rate(value: str) -> RequestRate:
-    """``600/10`` → 600 requests per 10.0 seconds."""
-    count, sep, period = value.partition("/")
-    try:
-        requests, seconds = int(count), float(period)
-    except ValueError:
-        requests, seconds = 0, 0.0
-    if not sep or not (1 <= requests <= 1_000_000 and 0.1 <= seconds <= 86_400):
-        raise ValueError("'<requests>/<seconds>', e.g. 600/10 (1..1000000 requests, 0.1..86400 s)")
-    return RequestRate(requests, seconds)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -341,7 +322,7 @@ class Settings:
             "GRAPH_RATE_LIMIT",
             "600/10",
             "request budget of directory delta rounds: requests/seconds (docs/mirror.md)",
-            _rate,
+            request_rate,
         )
     )
     mirror_debounce_seconds: float = field(
@@ -415,16 +396,3 @@ def timer_schedule(name: str, env: Mapping[str, str] | None = None) -> str:
     if spec.default is None:
         raise ValueError(f"{name} has no default schedule")
     return spec.default
-
-
-def settings_table() -> str:
-    """The README's settings table, generated from the declarations so the two cannot drift."""
-    rows = ["| Setting | Default | Meaning |", "| --- | --- | --- |"]
-    for spec in Settings.specs():
-        default = "(secret)" if spec.secret else (f"`{spec.default}`" if spec.default is not None else "—")
-        rows.append(f"| `{spec.name}` | {default} | {spec.description} |")
-    return "\n".join(rows)
-
-
-if __name__ == "__main__":
-    sys.stdout.write(settings_table() + "\n")

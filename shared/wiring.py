@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.container import Registry, Service
 from shared.names import BREAKERS_TABLE
+from shared.policies import breaker_policy, cache_policy, graph_attempt_seconds, retry_policy
 from shared.settings import Settings
 from shared.startup_checks import read_settings
 from shared.storage import Queues, Tables
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from shared.api.users import DirectoryApi
     from shared.background import BackgroundGate
-    from shared.cache import CacheManager, CachePolicy
+    from shared.cache import CacheManager
     from shared.directory import GraphReads
     from shared.events.dedupe import DedupeStore
     from shared.events.dispatch import ExactlyOnceDispatcher
@@ -35,8 +36,7 @@ if TYPE_CHECKING:
     from shared.events.webhook import NotificationWebhook
     from shared.graph.gateway import GraphGateway
     from shared.loop_lag import LoopLagMonitor
-    from shared.resilience.breaker import BreakerPolicy, BreakerRegistry
-    from shared.resilience.retry import RetryPolicy
+    from shared.resilience.breaker import BreakerRegistry
     from shared.status import StatusSources
     from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry
     from shared.subscriptions.service import SubscriptionService
@@ -96,68 +96,6 @@ async def _make_queues() -> Queues:
 
 TABLES: Service[Tables] = Service("tables", _make_tables)
 QUEUES: Service[Queues] = Service("queues", _make_queues)
-
-
-# --- Policies from settings -------------------------------------------------------------------------
-
-
-def cache_policy(current: Settings) -> CachePolicy:
-    """Users and message pages get their own freshness; stale-and-refresh runs up to 4x the TTL."""
-    from shared.cache import CachePolicy, Freshness
-    from shared.directory import ALIASES_NAMESPACE, MESSAGES_NAMESPACE, USERS_NAMESPACE
-
-    def freshness(ttl: float) -> Freshness:
-        return Freshness(
-            soft_ttl=ttl,
-            hard_ttl=4 * ttl,
-            max_staleness=current.cache_max_stale_seconds,
-            negative_ttl=current.cache_negative_ttl_seconds,
-        )
-
-    users = freshness(current.cache_user_ttl_seconds)
-    return CachePolicy(
-        l1_max_entries=current.cache_l1_max_entries,
-        l1_ttl=current.cache_l1_ttl_seconds,
-        generation_ttl=current.cache_l1_ttl_seconds,
-        freshness=users,
-        namespaces={
-            USERS_NAMESPACE: users,
-            ALIASES_NAMESPACE: users,
-            MESSAGES_NAMESPACE: freshness(current.cache_messages_ttl_seconds),
-        },
-    )
-
-
-def graph_attempt_seconds(current: Settings) -> float:
-    """The bound on one Graph attempt: the request timeout plus room for a token fetch before it."""
-    return current.graph_timeout_seconds + 5
-
-
-def breaker_policy(current: Settings) -> BreakerPolicy:
-    from shared.resilience.breaker import BreakerPolicy
-
-    return BreakerPolicy(
-        failure_ratio=current.breaker_failure_ratio,
-        min_calls=current.breaker_min_calls,
-        window_seconds=current.breaker_window_seconds,
-        consecutive_failures=current.breaker_consecutive_failures,
-        open_base_seconds=current.breaker_open_seconds,
-        open_max_seconds=current.breaker_max_open_seconds,
-        storage_outage=current.breaker_storage_outage,
-        # The breakers guard Graph calls: a probe is one attempt, plus a second for the breaker's own
-        # bound to stay a backstop behind the gateway's.
-        probe_timeout_seconds=graph_attempt_seconds(current) + 1,
-    )
-
-
-def retry_policy(current: Settings) -> RetryPolicy:
-    from shared.resilience.retry import RetryPolicy
-
-    return RetryPolicy(
-        max_attempts=current.retry_max_attempts,
-        budget_seconds=current.retry_budget_seconds,
-        max_retry_after_seconds=current.retry_max_retry_after_seconds,
-    )
 
 
 # --- Cache, breakers, Graph --------------------------------------------------------------------------

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from devtools.settings_docs import settings_table
 from shared import wiring
 from shared.errors import ConfigurationError
 from shared.secret import Secret
-from shared.settings import Settings, settings_table
+from shared.settings import Settings
 from shared.startup_checks import read_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,11 +16,11 @@ from shared.errors import NotFoundError, ThrottledError, TransientError, Unavail
 from shared.graph.client import build_graph_client, build_http_client
 from shared.graph.credentials import StaticTokenCredential, build_credential
 from shared.graph.gateway import DIRECTORY, MAIL, GraphGateway
+from shared.policies import graph_attempt_seconds, retry_policy
 from shared.resilience import BreakerPolicy, BreakerRegistry, MemoryBreakerStore, Outcome, default_classifier
 from shared.resilience.limits import KeyedLimiter
 from shared.resilience.retry import set_testing
 from shared.settings import Settings
-from shared.wiring import graph_attempt_seconds, retry_policy
 
 BASE = "http://127.0.0.1:1/v1.0"
 TOKEN = "static-test-token"
