@@ -18,6 +18,8 @@ Commands::
     cache invalidate --group GROUP            drop a group (e.g. --group user:<guid>, messages:<guid>)
     poison list QUEUE [--limit N]             peek at QUEUE's poison queue
     poison replay QUEUE [--limit N]           move QUEUE-poison's messages back to QUEUE
+    grant-graph-roles IDENTITY [--role R ...] give a managed identity Graph application permissions
+                                              (idempotent; needs no Storage; docs/deploy.md)
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ def parser() -> argparse.ArgumentParser:
     poison.add_argument("action", choices=["list", "replay"])
     poison.add_argument("queue", help=f"the work queue, e.g. {', '.join(WORK_QUEUES)}")
     poison.add_argument("--limit", type=int, default=32)
+    grant = commands.add_parser("grant-graph-roles", help="grant Graph app roles to a managed identity")
+    grant.add_argument("identity", help="the identity's client id (appId) or service principal object id")
+    grant.add_argument("--role", action="append", dest="roles", help="a Graph application permission (repeatable)")
+    grant.add_argument("--graph-url", help="Graph endpoint incl. version (default: GRAPH_BASE_URL, else public Graph)")
     return root
 
 
@@ -92,6 +98,10 @@ async def execute(args: argparse.Namespace, services: Registry) -> tuple[int, An
         return OK, {"key": snapshot.key, "state": snapshot.state.value}
     if args.command == "cache":
         return OK, await _invalidate(services, args.key, args.group)
+    if args.command == "grant-graph-roles":
+        from shared.graph_admin import grant_graph_roles
+
+        return OK, await grant_graph_roles(args.identity, args.roles, args.graph_url, os.environ)
     return await _poison(services, args.action, args.queue, args.limit)
 
 

@@ -163,7 +163,7 @@ class Settings:
             "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
             None,
             "Entra auth to Application Insights for host and app: `Authorization=AAD[;ClientId=<identity>]`",
-            text(r"Authorization=AAD(;ClientId=[A-Za-z0-9-]{1,100})?"),
+            text(r"Authorization=AAD(;ClientId=[A-Za-z0-9-]{1,100})?|ClientId=[A-Za-z0-9-]{1,100};Authorization=AAD"),
         )
     )
     cache_l1_ttl_seconds: float = field(

@@ -14,6 +14,7 @@ from devtools.graphsim.graph_mail import MailRoutes
 from devtools.graphsim.graph_subscriptions import SubscriptionRoutes
 from devtools.graphsim.graph_users import UserRoutes
 from devtools.graphsim.routing import GraphPipeline, Router
+from devtools.graphsim.service_principals import ServicePrincipalRoutes
 from devtools.graphsim.simulator import Simulator
 from devtools.graphsim.wire import GraphRequest
 
@@ -29,6 +30,7 @@ def build_app(sim: Simulator) -> web.Application:
     UserRoutes(sim).register(router)
     MailRoutes(sim).register(router)
     SubscriptionRoutes(sim).register(router)
+    ServicePrincipalRoutes(sim).register(router)
     BatchRoute(pipeline.handle).register(router)
 
     async def graph_entry(request: web.Request) -> web.StreamResponse:

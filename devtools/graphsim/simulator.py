@@ -12,6 +12,7 @@ from devtools.graphsim.delivery import Deliverer
 from devtools.graphsim.delta import USERS_SCOPE, ChangeLog, mail_scope
 from devtools.graphsim.faults import FaultRegistry
 from devtools.graphsim.observability import RequestLog
+from devtools.graphsim.service_principals import ServicePrincipals
 from devtools.graphsim.subscriptions import Subscription, SubscriptionStore
 from devtools.graphsim.tenant import Tenant, etag
 from devtools.graphsim.wire import GraphError, JsonObj
@@ -29,6 +30,7 @@ class Simulator:
         self.tenant = Tenant(config.seed, config.users, config.messages_per_user)
         self.changes = ChangeLog()
         self.subscriptions = SubscriptionStore()
+        self.service_principals = ServicePrincipals.seeded()
         self.faults = FaultRegistry()
         self.requests = RequestLog()
         self.deliveries = Deliverer(lambda: self.config, self.clock)
@@ -43,6 +45,7 @@ class Simulator:
         self.tenant = Tenant(self.config.seed, self.config.users, self.config.messages_per_user)
         self.changes = ChangeLog()
         self.subscriptions.clear()
+        self.service_principals = ServicePrincipals.seeded()
         self.faults.clear()
         self.requests.clear()
         self._user_sequence = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import types
 import typing
 from dataclasses import fields
@@ -18,6 +19,34 @@ from shared.settings import Settings
 from shared.startup_checks import read_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+BICEP_APP = ROOT / "infra" / "modules" / "functionapp.bicep"
+# On Azure the storage connection is identity-based: the host's AzureWebJobsStorage__* shape replaces the
+# connection string, so any setting named AzureWebJobsStorage* is checked against this set instead.
+STORAGE_IDENTITY_SETTINGS = {
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__queueServiceUri",
+    "AzureWebJobsStorage__tableServiceUri",
+}
+# Read by the Functions host, not declared in shared/settings.py (Entra ingestion to Application Insights).
+HOST_ONLY_SETTINGS = {"APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
+# Values the Bicep computes; the test substitutes a realistic production value for each to validate the whole.
+BICEP_EXPRESSION_SAMPLES = {
+    "GRAPH_BASE_URL": "https://graph.microsoft.com/v1.0",
+    "GRAPH_AUTH_MODE": "managed_identity",
+    "GRAPH_TENANT_ID": "0f0e0d0c-0b0a-4909-8807-060504030201",
+    "GRAPH_CLIENT_ID": "01234567-89ab-4cde-8f01-23456789abcd",
+    "GRAPH_CLIENT_SECRET": "",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-4000-8000-000000000000",
+    "WEBHOOK_BASE_URL": "https://func-graphfn-abc.azurewebsites.net/api",
+    "GRAPH_SUBSCRIPTIONS": "users=updated,deleted",
+    "AzureWebJobsStorage__clientId": "89abcdef-0123-4567-89ab-cdef01234567",
+    "AzureWebJobsStorage__blobServiceUri": "https://stx.blob.core.windows.net/",
+    "AzureWebJobsStorage__queueServiceUri": "https://stx.queue.core.windows.net/",
+    "AzureWebJobsStorage__tableServiceUri": "https://stx.table.core.windows.net/",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=89abcdef-0123-4567-89ab-cdef01234567;Authorization=AAD",
+}
 SECRET_VALUE = "s3cr3t-value-that-must-not-leak"
 VALID = {
     "AzureWebJobsStorage": "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=" + SECRET_VALUE,
@@ -293,3 +322,79 @@ def test_real_tenant_sample_is_the_sample_for_a_real_tenant_and_validates() -> N
     message = _error({**values, "GRAPH_CLIENT_SECRET": "filled-in", **loopback})
     assert "GRAPH_BASE_URL: http://127.0.0.1:8070/v1.0 is loopback" in message
     assert "WEBHOOK_BASE_URL: http://127.0.0.1:7071/api is loopback" in message
+
+
+def _bicep_app_settings(text: str | None = None) -> dict[str, str]:
+    """The app settings block of the Bicep: name -> value as written (a quoted literal, or an expression)."""
+    text = BICEP_APP.read_text() if text is None else text
+    block = text.split("// app-settings:begin", 1)[1].split("// app-settings:end", 1)[0]
+    body = block.split("properties: {", 1)[1]
+    found: dict[str, str] = {}
+    for line in body.splitlines():
+        match = re.match(r"\s+([A-Za-z_][A-Za-z0-9_]*): (.+?)(\s+//[^']*)?$", line)
+        if match:
+            assert match[1] not in found, f"{match[1]} is set twice in {BICEP_APP.name}"
+            found[match[1]] = match[2]
+    return found
+
+
+def _literal(value: str) -> str | None:
+    """The string of a plain Bicep literal ('text' without interpolation), else None."""
+    if re.fullmatch(r"'[^'$]*'", value):
+        return value[1:-1]
+    return None
+
+
+def test_bicep_sets_exactly_the_settings_the_app_and_host_read() -> None:
+    """The infra's app settings are the app's settings (README table and sample file are checked above against
+    the same specs), with the identity-based storage shape instead of a connection string, plus the host's
+    Entra ingestion setting; nothing missing, nothing unknown."""
+    bicep = set(_bicep_app_settings())
+    assert _drift(bicep) == (set(), set())
+    assert "AzureWebJobsStorage" not in bicep  # no account key on Azure: shared keys are disabled
+    assert not bicep & {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"}  # Flex: functionAppConfig
+
+
+def test_bicep_literals_are_the_declared_defaults_and_the_whole_set_validates() -> None:
+    """Each literal value parses to the same value as the setting's declared default (so a changed default
+    cannot silently differ in production), every computed value has a realistic sample here, and the
+    resulting production environment passes the app's own validation (feature checks included)."""
+    values = _bicep_app_settings()
+    specs = {spec.name: spec for spec in Settings.specs()}
+    env: dict[str, str] = {}
+    for name, written in values.items():
+        literal = _literal(written)
+        if literal is None:
+            assert name in BICEP_EXPRESSION_SAMPLES or name in STORAGE_IDENTITY_SETTINGS | HOST_ONLY_SETTINGS, name
+            env[name] = BICEP_EXPRESSION_SAMPLES.get(name, "https://stx.queue.core.windows.net/")
+            continue
+        env[name] = literal
+        spec = specs.get(name)
+        if spec is not None and spec.default is not None and literal:
+            assert spec.parse(literal) == spec.parse(spec.default), name
+    storage = specs.get("AzureWebJobsStorage")
+    if storage is not None and storage.required:  # until the app reads the identity-based shape itself
+        env["AzureWebJobsStorage"] = VALID["AzureWebJobsStorage"]
+    settings = read_settings(env)
+    assert settings.graph_mode == "real"
+    assert settings.webhook_base_url == BICEP_EXPRESSION_SAMPLES["WEBHOOK_BASE_URL"]
+
+
+def _drift(bicep: set[str]) -> tuple[set[str], set[str]]:
+    """(missing from the Bicep, unknown to the app and host) for a set of Bicep app setting names."""
+    declared = {spec.name for spec in Settings.specs() if not spec.name.startswith("AzureWebJobsStorage")}
+    expected = declared | HOST_ONLY_SETTINGS | STORAGE_IDENTITY_SETTINGS
+    return expected - bicep, bicep - expected
+
+
+def test_bicep_drift_is_seen() -> None:
+    """The drift test can fail: a setting dropped from the Bicep or one the app does not read is reported,
+    and values keep their comments out (a URL's // is not a comment)."""
+    text = BICEP_APP.read_text()
+    mutated = text.replace("    LOG_LEVEL: 'INFO'\n", "    BOGUS_SETTING: 'x' // unknown\n")
+    assert mutated != text
+    assert _drift(set(_bicep_app_settings(mutated))) == ({"LOG_LEVEL"}, {"BOGUS_SETTING"})
+    values = _bicep_app_settings()
+    assert values["WEBHOOK_BASE_URL"] == "'https://${site.properties.defaultHostName}/api'"
+    assert values["GRAPH_STATIC_TOKEN"] == "''"
+    assert _literal(values["WEBHOOK_BASE_URL"]) is None
