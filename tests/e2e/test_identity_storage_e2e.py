@@ -9,7 +9,6 @@ listener) and the Table cache (a second instance's read is an L2 hit) both go th
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,6 +21,7 @@ import pytest
 
 from devtools.graphsim.client import SimControl
 from devtools.identity import IdentityEndpoint
+from shared.events.outbound import decode_events
 from shared.secret import Secret
 from shared.storage import Queues, Tables
 from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry
@@ -104,7 +104,7 @@ def _forwarded_events(oauth: OAuthStorage, prefix: str, count: int, timeout: flo
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while len(events) < count and time.monotonic() < deadline:
-        events += [json.loads(text) for text in _storage(oauth, prefix, take)]
+        events += [event for text in _storage(oauth, prefix, take) for event in decode_events(text)]
         time.sleep(0.3)
     return events
 
