@@ -11,6 +11,7 @@ from shared.events.dedupe import DedupeStore
 from shared.events.dispatch import ExactlyOnceDispatcher
 from shared.events.handlers import EventForwarder, ForwardingConfig, register_builtin_handlers
 from shared.events.notifications import encode_envelope
+from shared.events.outbound import decode_events
 from shared.events.processor import NotificationProcessor, ProcessorConfig
 from shared.storage import Queues, Tables
 from tests.integration.events.conftest import QueueNames, drain
@@ -32,6 +33,6 @@ async def test_two_etags_are_two_events_and_a_redelivered_etag_is_none(
     for item in (first, first, second, first, second):  # each version delivered more than once
         await processor.process(encode_envelope(RECEIVED, [json.dumps(item)]), dequeue_count=1)
 
-    events = [json.loads(text) for text in await drain(await queues.get(names.events))]
+    events = [event for text in await drain(await queues.get(names.events)) for event in decode_events(text)]
     assert [e["type"] for e in events] == ["messages.updated", "messages.updated"]
     assert len({e["id"] for e in events}) == 2
