@@ -143,8 +143,8 @@ class Outage:
     """When storage went away and came back (wall clock)."""
 
     down_at: float = 0.0
-    restart_at: float = 0.0  # restart begun (its ports stay closed until it is ready)
-    up_at: float = 0.0  # ports open again: the end of the window requests are judged "during" in
+    restart_at: float = 0.0  # restart begun: the end of the window requests are judged "during" in
+    up_at: float = 0.0  # ports open again (seen a little after they open: start() polls for them)
 
     @property
     def actual_s(self) -> float:
@@ -503,7 +503,10 @@ class CellRun:
     def result(self) -> CellResult:
         cell = self.cell
         records = self.recorder.records()
-        window = (self.outage.down_at, self.outage.up_at)
+        # Judged "during" only what was sent and answered before the restart began: Azurite's ports open
+        # a moment before ``start()`` returns, and a request in that moment rightly succeeds (seen: one
+        # health 200 counted as "during" when the window ended at ``up_at``).
+        window = (self.outage.down_at, self.outage.restart_at or self.outage.up_at)
         during = [r for r in records if self.outage.down_at and r.inside(*window)]
         result = CellResult(cell.name, cell.instance, cell.phase, cell.outage_s, cell.breaker_storage_outage)
         result.outage_actual_s = round(self.outage.actual_s, 1)
