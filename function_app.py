@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from shared.wiring import registry
-from triggers import maintenance, mirror, notifications, operations, subscriptions, users_api
+from triggers import eventhubs, maintenance, mirror, notifications, operations, subscriptions, users_api
 
 app = func.FunctionApp()
 app.register_functions(maintenance.bp)
@@ -12,6 +12,7 @@ app.register_functions(notifications.bp)
 app.register_functions(subscriptions.bp)
 app.register_functions(operations.bp)
 app.register_functions(mirror.bp)
+app.register_functions(eventhubs.bp)
 
 
 async def on_shutdown() -> None:

@@ -89,13 +89,16 @@ class Harness:
         self.log_path.unlink(missing_ok=True)
 
 
-def spawn_harness(app_dir: Path, env: Mapping[str, str], log_dir: Path | None = None) -> Harness:
-    """Start the harness on ``app_dir`` with ``env`` over ``os.environ``; does not wait for it."""
+def spawn_harness(
+    app_dir: Path, env: Mapping[str, str], log_dir: Path | None = None, port: int | None = None
+) -> Harness:
+    """Start the harness on ``app_dir`` with ``env`` over ``os.environ`` (on ``port``, else a free one); does
+    not wait for it."""
     merged = dict(os.environ)
     merged.update(env)
     merged["PYTHONUNBUFFERED"] = "1"
     merged["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), merged.get("PYTHONPATH", "")) if p)
-    port = free_port()
+    port = port or free_port()
     folder = log_dir or Path(tempfile.gettempdir())
     log_path = folder / f"bench-funchost-{port}.log"
     # The harness's own per-invocation INFO lines ("Executing ...") cost ~7% of its loop under load; in Azure
@@ -109,11 +112,13 @@ def spawn_harness(app_dir: Path, env: Mapping[str, str], log_dir: Path | None = 
 
 
 @contextlib.contextmanager
-def running_harness(app_dir: Path, env: Mapping[str, str], timeout: float = 30.0) -> Iterator[Harness]:
+def running_harness(
+    app_dir: Path, env: Mapping[str, str], timeout: float = 30.0, port: int | None = None
+) -> Iterator[Harness]:
     """A harness that reported Running (``/admin/host/status``); stopped on exit."""
     import httpx
 
-    harness = spawn_harness(app_dir, env)
+    harness = spawn_harness(app_dir, env, port=port)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -151,6 +156,14 @@ def verdict(ok: bool) -> str:
 def _cpu_seconds(stat: str) -> float:
     fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ... utime is the 12th
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far; NaN where /proc is missing."""
+    try:
+        return _cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+    except OSError:
+        return float("nan")
 
 
 def _role(pid: int) -> str:

@@ -1,174 +1,53 @@
-"""Users API: latency per cache tier, Graph calls saved on a Zipf workload, and a fresh process's L2 hit.
+"""Users API: latency per cache tier, Graph calls saved on a Zipf workload (cache only, then on a mirrored
+directory with its initial sync counted), and a fresh process's L2 hit.
 
 Calls ``shared.api.views.get_user`` in-process with real ``azure.functions.HttpRequest`` objects and the
 app's singletons (``shared.wiring.registry``) wired to Azurite and to the Graph simulator, which answers
 every Graph request after a Graph-like base latency (50 ms by default). Starts and stops both itself.
 
     .venv/bin/python -m bench.api [--latency-ms 50] [--requests 20000] [--write]
+
+Prints the report, then its figures as one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
-import itertools
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-import azure.functions as func
-
-from bench._stack import ROOT, SHARED_CORES_NOTE, Stack, background_note, median, percentile, running_stack, verdict
+from bench._stack import ROOT, SHARED_CORES_NOTE, Stack, background_note, median, running_stack, verdict
 from bench.report import machine, write_section
-from shared.api import views
-from shared.directory import USER_FIELDS
-from shared.wiring import DIRECTORY, GRAPH, registry, settings
+from bench.users_workload import (
+    CONCURRENCY,
+    SEED,
+    USERS,
+    ZIPF_S,
+    fresh_process,
+    gateway_only,
+    graph_calls,
+    l1_hit_timings,
+    run_workload,
+    through_handler,
+    timed_get_user,
+    timed_tier,
+    zipf_sequence,
+)
+from shared.wiring import registry
+from shared.wiring_mirror import MIRROR
 
-USERS = 1000
-ZIPF_S = 1.1
-SEED = 7
-CONCURRENCY = 16  # in-flight handler calls during the Zipf workloads
 L1_TARGET_MS = 1.0
 L2_TARGET_MS = 10.0
 REDUCTION_TARGET = 0.95
-
-
-def user_request(user_id: str) -> func.HttpRequest:
-    """What the host would pass for ``GET /api/users/{user_id}``."""
-    return func.HttpRequest(
-        "GET",
-        f"http://127.0.0.1/api/users/{user_id}",
-        headers={},
-        params={},
-        route_params={"user_id": user_id},
-        body=b"",
-    )
-
-
-async def timed_get_user(user_id: str) -> tuple[float, str]:
-    """One handler call: its duration in seconds and its ``X-Cache`` header."""
-    request = user_request(user_id)
-    started = time.perf_counter()
-    # As the trigger calls it (triggers/users_api.py): the directory from the registry, passed in.
-    response = await views.get_user(request, await registry.get(DIRECTORY), settings().cache_user_ttl_seconds)
-    elapsed = time.perf_counter() - started
-    if response.status_code != 200:
-        raise RuntimeError(f"GET users/{user_id} answered {response.status_code}: {response.get_body()[:200]!r}")
-    return elapsed, response.headers.get("X-Cache", "?")
-
-
-async def fresh_process(env: dict[str, str]) -> None:
-    """Apply ``env`` and drop every singleton: the next call builds clients as a new worker process would."""
-    os.environ.update(env)
-    await registry.reset()
-
-
-@dataclass
-class Timings:
-    """Durations (seconds) of the calls answered from the tier asked for, and every ``X-Cache`` seen."""
-
-    durations: list[float] = field(default_factory=list)
-    sources: Counter[str] = field(default_factory=Counter)
-
-    def row(self, name: str, target_ms: float | None) -> str:
-        ms = [d * 1000 for d in self.durations]
-        med, p99 = median(ms), percentile(ms, 99)
-        target = f"≤ {target_ms:g} ms: {verdict(med <= target_ms)}" if target_ms is not None else "—"
-        return f"| {name} | {len(ms):,} | {med:.2f} | {p99:.2f} | {target} |"
-
-
-async def timed_tier(user_ids: Sequence[str], tier: str) -> Timings:
-    """One call per user, keeping the durations of the calls ``tier`` answered."""
-    result = Timings()
-    for user_id in user_ids:
-        elapsed, source = await timed_get_user(user_id)
-        result.sources[source] += 1
-        if source == tier:
-            result.durations.append(elapsed)
-    return result
-
-
-async def l1_hit_timings(user_ids: Sequence[str], count: int) -> Timings:
-    """L1-hit path timing: ``count`` handler calls cycling over ``user_ids`` (each warmed into L1 first).
-
-    Keeps the durations of the calls answered ``hit-l1`` (an entry whose 1 s L1 lifetime ran out is
-    answered from L2 once and only counted in ``sources``). The registry must be wired already; reuse
-    this for comparisons of the hot path (e.g. telemetry on/off).
-    """
-    for user_id in user_ids:
-        await timed_get_user(user_id)
-    result = Timings()
-    for user_id in itertools.islice(itertools.cycle(user_ids), count):
-        elapsed, source = await timed_get_user(user_id)
-        result.sources[source] += 1
-        if source == "hit-l1":
-            result.durations.append(elapsed)
-    return result
-
-
-def zipf_sequence(user_ids: Sequence[str], count: int, s: float = ZIPF_S, seed: int = SEED) -> list[str]:
-    """``count`` user ids drawn with Zipf(``s``) popularity; which user has which rank is shuffled."""
-    rng = random.Random(seed)
-    ranked = list(user_ids)
-    rng.shuffle(ranked)
-    cumulative = list(itertools.accumulate(1 / (k**s) for k in range(1, len(ranked) + 1)))
-    total = cumulative[-1]
-    return [ranked[min(bisect.bisect_left(cumulative, rng.random() * total), len(ranked) - 1)] for _ in range(count)]
-
-
-@dataclass
-class Workload:
-    """How a request loop went: requests done, wall time, ``X-Cache`` mix (empty without the cache)."""
-
-    done: int
-    seconds: float
-    sources: Counter[str]
-
-
-async def run_workload(
-    sequence: Sequence[str], call: Callable[[str], Awaitable[str | None]], concurrency: int, max_seconds: float
-) -> Workload:
-    """Run ``call`` over ``sequence`` in order with ``concurrency`` workers; stops early at ``max_seconds``."""
-    items: Iterator[str] = iter(sequence)
-    sources: Counter[str] = Counter()
-    done = 0
-    started = time.perf_counter()
-    deadline = started + max_seconds
-
-    async def worker() -> None:
-        nonlocal done
-        for user_id in items:
-            source = await call(user_id)
-            done += 1
-            if source is not None:
-                sources[source] += 1
-            if time.perf_counter() > deadline:
-                return
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Workload(done, time.perf_counter() - started, sources)
-
-
-async def through_handler(user_id: str) -> str:
-    return (await timed_get_user(user_id))[1]
-
-
-async def gateway_only(user_id: str) -> None:
-    """The same read with no cache: straight to the resilient Graph gateway."""
-    await (await registry.get(GRAPH)).get_user(user_id, select=list(USER_FIELDS))
-
-
-def graph_calls(stack: Stack) -> int:
-    return int(stack.sim.stats()["total"])
+MIRROR_CALLS_TARGET = 5.0  # Graph calls per 1,000 requests from a cold start, the initial sync included
+MIRRORED = {"GRAPH_SUBSCRIPTIONS": "users=updated,deleted", "WEBHOOK_BASE_URL": "https://bench.invalid/api"}
 
 
 CHILD = """
@@ -217,12 +96,75 @@ def fresh_process_l2_hit(env: dict[str, str], user_id: str) -> dict[str, Any]:
     return report
 
 
-async def bench(stack: Stack, latency_ms: float, requests: int, tier_users: int) -> str:
-    """Every measurement, as the markdown report; the app's clients are closed also when one fails."""
+async def bench(stack: Stack, latency_ms: float, requests: int, tier_users: int) -> tuple[str, dict[str, Any]]:
+    """Every measurement: the markdown report and the JSON figures; clients are closed also when one fails."""
     try:
-        return await measure(stack, latency_ms, requests, tier_users)
+        report, figures = await measure(stack, latency_ms, requests, tier_users)
+        mirror_lines, mirror_figures = await mirror_workload(stack, requests, tier_users, figures)
+        return "\n".join([report, "", *mirror_lines]), {**figures, **mirror_figures}
     finally:
         await registry.aclose()
+
+
+async def _safety_net_timer(period: float = 60.0) -> None:
+    """The mirror's safety-net timer as the app runs it (every minute; a round when none ran for 300 s)."""
+    coordinator = await registry.get(MIRROR)
+    while True:
+        await asyncio.sleep(period)
+        await coordinator.tick()
+
+
+async def mirror_workload(
+    stack: Stack, requests: int, tier_users: int, tiers: dict[str, Any]
+) -> tuple[list[str], dict[str, Any]]:
+    """The same Zipf workload on a mirrored directory from a cold start, the initial sync's Graph requests
+    counted; then the mirror-hit latency beside the L1 / L2 medians measured above."""
+    users = [user["id"] for user in stack.sim.users()]
+    await fresh_process(stack.app_env(**MIRRORED))
+    stack.sim.clear_requests()
+    started = time.perf_counter()
+    sync = await (await registry.get(MIRROR)).run_round()
+    sync_seconds, sync_calls = time.perf_counter() - started, graph_calls(stack)
+    timer = asyncio.create_task(_safety_net_timer())  # keeps a long workload's mirror in sync, counted too
+    try:
+        workload = await run_workload(zipf_sequence(users, requests), through_handler, CONCURRENCY, max_seconds=900)
+    finally:
+        timer.cancel()
+    calls = graph_calls(stack)
+    hits = await timed_tier(users[1 : 1 + tier_users], "mirror")
+    per_thousand = 1000 * calls / workload.done
+    mirror_ms = median([d * 1000 for d in hits.durations])
+    mix = ", ".join(f"{k} {v:,}" for k, v in sorted(workload.sources.items()))
+    assert sync.result is not None
+    lines = [
+        f"Mirrored directory (`GRAPH_SUBSCRIPTIONS=users`): the same Zipf({ZIPF_S}) workload over {USERS:,} users, "
+        f"{workload.done:,} requests, {CONCURRENCY} in flight, from a cold start; the mirror's initial sync runs "
+        "first and its Graph requests are counted.",
+        "",
+        "| Figure | value |",
+        "| --- | ---: |",
+        f"| initial sync: Graph requests / pages / wall s | {sync_calls} / {sync.result.pages} / {sync_seconds:.1f} |",
+        f"| workload: wall s | {workload.seconds:.1f} |",
+        f"| Graph calls in all (sync + workload) | {calls:,} |",
+        f"| **Graph calls per 1,000 requests** | **{per_thousand:.2f}** (target ≤ {MIRROR_CALLS_TARGET:g}: "
+        f"{verdict(per_thousand <= MIRROR_CALLS_TARGET)}; "
+        f"cache only, cold: {tiers['zipf_cold_graph_calls_per_1000']}) |",
+        "",
+        f"X-Cache of the workload: {mix}.",
+        "",
+        "| Tier | n | median ms |",
+        "| --- | ---: | ---: |",
+        f"| L1 hit (process memory) | {tiers['l1_hits']:,} | {tiers['l1_hit_median_ms']:.2f} |",
+        f"| mirror hit (state row cached 1 s; user row, + alias row by UPN) | {len(hits.durations):,} "
+        f"| {mirror_ms:.2f} |",
+        f"| L2 hit (Table Storage, empty L1) | {tiers['l2_hits']:,} | {tiers['l2_hit_median_ms']:.2f} |",
+    ]
+    figures = {
+        "mirror_graph_calls_per_1000": round(per_thousand, 3),
+        "mirror_initial_sync_graph_requests": sync_calls,
+        "mirror_hit_median_ms": round(mirror_ms, 3),
+    }
+    return lines, figures
 
 
 TELEMETRY_TARGET = 0.05
@@ -264,7 +206,7 @@ async def telemetry_overhead(user_ids: Sequence[str], rounds: int = 4, count: in
     ]
 
 
-async def measure(stack: Stack, latency_ms: float, requests: int, tier_users: int) -> str:
+async def measure(stack: Stack, latency_ms: float, requests: int, tier_users: int) -> tuple[str, dict[str, Any]]:
     users = [user["id"] for user in stack.sim.users()]
     if len(users) < USERS:
         raise RuntimeError(f"the simulator has {len(users)} users, expected {USERS}")
@@ -361,7 +303,18 @@ async def measure(stack: Stack, latency_ms: float, requests: int, tier_users: in
             f"| {n} | {child['x_cache']} | {child['msgraph_modules']} | {child['model_modules']} "
             f"| {child['import_ms']:.0f} | {child['first_call_ms']:.0f} | {child['wall_ms']:.0f} |"
         )
-    return "\n".join(lines)
+    figures = {
+        "l1_hits": len(l1.durations),
+        "l1_hit_median_ms": round(median([d * 1000 for d in l1.durations]), 3),
+        "l2_hits": len(l2.durations),
+        "l2_hit_median_ms": round(median([d * 1000 for d in l2.durations]), 3),
+        "miss_median_ms": round(median([d * 1000 for d in misses.durations]), 3),
+        "zipf_cold_graph_calls_per_1000": round(cold_rate, 1),
+        "zipf_warm_graph_calls_per_1000": round(warm_rate, 1),
+        "zipf_no_cache_graph_calls_per_1000": round(bare_rate, 1),
+        "fresh_process_l2_hit_wall_ms": round(median([child["wall_ms"] for child in children])),
+    }
+    return "\n".join(lines), figures
 
 
 def main() -> None:
@@ -375,11 +328,12 @@ def main() -> None:
 
     graphsim_args = ("--users", str(USERS), "--messages-per-user", "1", "--latency-ms", str(args.latency_ms))
     with running_stack(*graphsim_args) as stack:
-        body = asyncio.run(bench(stack, args.latency_ms, args.requests, args.tier_users))
+        body, figures = asyncio.run(bench(stack, args.latency_ms, args.requests, args.tier_users))
     report = f"{body}\n\nMachine: {machine()}. {SHARED_CORES_NOTE} {background}"
     print(report)
     if args.write:
         write_section("api", "python -m bench.api --write", report)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,15 @@
    (half the requests 429). The bound is RETRY_MAX_ATTEMPTS requests per logical call.
 
     .venv/bin/python -m bench.resilience [--seconds 5] [--workers 8] [--write]
+
+Prints the report, then its figures as one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import time
 import uuid
@@ -58,7 +61,7 @@ def row(name: str, durations: list[float], seconds: float, extra: str = "") -> s
     return f"| {name} | {len(ordered):,} | {rate:,.0f} | {mean_us:,.1f} | {p50_us:,.1f} | {p99_us:,.1f} |{extra}"
 
 
-async def bench(connection: str, seconds: float, workers: int) -> list[str]:
+async def bench(connection: str, seconds: float, workers: int, figures: dict[str, float]) -> list[str]:
     table_name = "bench" + uuid.uuid4().hex[:12]
     async with TableServiceClient.from_connection_string(connection) as service:
         await service.create_table(table_name)
@@ -94,6 +97,10 @@ async def bench(connection: str, seconds: float, workers: int) -> list[str]:
         out.append("")
         out.append(f"event-loop time per call: bare {bare_cost:.2f} µs, through the breaker {guarded_cost:.2f} µs")
         out.append(f"=> breaker overhead in steady state: {guarded_cost - bare_cost:.2f} µs of CPU per call")
+        figures["breaker_overhead_us_per_call"] = round(guarded_cost - bare_cost, 2)
+        figures["breaker_table_reads_per_s_per_instance"] = round(
+            max(registry.store.stats.reads for registry in registries) / seconds, 2
+        )
         clock = registries[0].store
         if isinstance(clock, TableBreakerStore):
             out.append(f"service-clock uncertainty after the run: ±{clock.clock.uncertainty * 1000:.1f} ms")
@@ -107,7 +114,7 @@ async def bench(connection: str, seconds: float, workers: int) -> list[str]:
             await service.delete_table(table_name)
 
 
-async def storm(connection: str, calls: int) -> list[str]:
+async def storm(connection: str, calls: int, figures: dict[str, float]) -> list[str]:
     """Logical Graph calls vs requests the simulator saw, under full and partial 429 storms."""
     import os
 
@@ -134,11 +141,11 @@ async def storm(connection: str, calls: int) -> list[str]:
         with SimControl(sim.root_url) as control:
             users = [u["id"] for u in control.users()]
             scenarios = (
-                ("every request 429, Retry-After 1", 1.0, "1000"),
-                ("half the requests 429", 0.5, "1000"),
-                ("every request 429, breaker on (5 consecutive failures)", 1.0, "5"),
+                ("every request 429, Retry-After 1", 1.0, "1000", "full_storm"),
+                ("half the requests 429", 0.5, "1000", "half_storm"),
+                ("every request 429, breaker on (5 consecutive failures)", 1.0, "5", "storm_with_breaker"),
             )
-            for name, probability, consecutive in scenarios:
+            for name, probability, consecutive, key in scenarios:
                 os.environ["BREAKER_CONSECUTIVE_FAILURES"] = consecutive
                 control.reset()
                 await registry.reset()
@@ -152,6 +159,7 @@ async def storm(connection: str, calls: int) -> list[str]:
                 requests = control.count("GET /users/{id}")
                 attempts = settings().retry_max_attempts
                 out.append(f"| {name} | {calls} | {ok} | {requests} | {requests / calls:.2f} | {attempts} |")
+                figures[f"{key}_graph_requests_per_call"] = round(requests / calls, 2)
     finally:
         set_testing(False)
         await registry.reset()
@@ -166,14 +174,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--write", action="store_true", help="record the results in docs/benchmarks.md")
     args = parser.parse_args()
+    figures: dict[str, float] = {}
     with Azurite() as azurite:
-        lines = asyncio.run(bench(azurite.connection_string, args.seconds, args.workers))
+        lines = asyncio.run(bench(azurite.connection_string, args.seconds, args.workers, figures))
         lines += ["", "429 storm through the app's gateway (SDK retry off; RETRY_MAX_ATTEMPTS=3):", ""]
-        lines += asyncio.run(storm(azurite.connection_string, args.calls))
+        lines += asyncio.run(storm(azurite.connection_string, args.calls, figures))
     report = "\n".join(lines)
     print(report)
     if args.write:
         write_section("resilience", "python -m bench.resilience --write", report)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

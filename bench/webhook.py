@@ -30,46 +30,45 @@ import contextlib
 import itertools
 import json
 import secrets
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 
+from bench._fresh import FLOOR_APP, NAIVE_WEBHOOK_APP, ColdRequest, FirstAnswer, first_answer, throwaway_app_dir
 from bench._stack import (
     ROOT,
     SHARED_CORES_NOTE,
     CpuSnapshot,
     CpuUsage,
-    Harness,
     Stack,
     background_note,
     median,
     percentile,
     running_harness,
     running_stack,
-    spawn_harness,
     verdict,
 )
 from bench.report import machine, write_section
-from bench.webhook_load import HEADER as LOAD_HEADER
 from bench.webhook_load import (
+    EVENTS_HEADER,
     LoadRun,
     answers_note,
     app_status,
     distribution,
+    events_rows,
     json_figures,
     offered_load,
+    offered_load_consumed,
     processed_items,
     timeout_lines,
 )
+from bench.webhook_load import HEADER as LOAD_HEADER
 from devtools.graphsim.seed import TENANT_ID
 from shared.secret import Secret
 from shared.storage import Tables
@@ -90,6 +89,7 @@ E2E_RATE_TARGET = 1000.0
 E2E_CALLS_TARGET = 0.2
 LOAD_PER_POST = 10
 LOG_DIR = ROOT / "bench" / "out"
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -486,104 +486,14 @@ def e2e_figures(e2e: EndToEnd) -> dict[str, Any]:
     }
 
 
-# --- 3. First ack of a fresh process ---------------------------------------------------------------------
-
-NAIVE_APP = '''"""A naive webhook app: every SDK imported and the Graph client built at module load."""
-
-import os
-import time
-
-import azure.data.tables.aio  # noqa: F401
-import azure.functions as func
-import azure.identity.aio  # noqa: F401
-import azure.storage.queue.aio  # noqa: F401
-from azure.core.credentials import AccessToken
-from msgraph import GraphServiceClient
-
-
-class StaticTokenCredential:
-    async def get_token(self, *scopes, **kwargs):
-        return AccessToken(os.environ["GRAPH_STATIC_TOKEN"], int(time.time()) + 3600)
-
-    async def close(self):
-        pass
-
-
-graph = GraphServiceClient(credentials=StaticTokenCredential(), scopes=["https://graph.microsoft.com/.default"])
-app = func.FunctionApp()
-
-
-@app.route(route="notifications", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-async def notifications(req: func.HttpRequest) -> func.HttpResponse:
-    return func.HttpResponse(status_code=202)
-'''
-
-
-FLOOR_APP = '''"""The harness floor: a webhook that imports nothing but azure.functions and answers 202."""
-
-import azure.functions as func
-
-app = func.FunctionApp()
-
-
-@app.route(route="notifications", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-async def notifications(req: func.HttpRequest) -> func.HttpResponse:
-    return func.HttpResponse(status_code=202)
-'''
-
-
-@contextlib.contextmanager
-def throwaway_app_dir(source: str) -> Iterator[Path]:
-    """A temporary app folder holding ``source`` as function_app.py and the real host.json."""
-    folder = Path(tempfile.mkdtemp(prefix="bench-webhook-app-"))
-    try:
-        (folder / "function_app.py").write_text(source, encoding="utf-8")
-        shutil.copy(ROOT / "host.json", folder / "host.json")
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class FirstAck:
-    """Seconds from spawning the harness: until its port took the POST, and until that POST's 202."""
-
-    port_open: float
-    acked: float
-
-
-def first_ack(app_dir: Path, env: dict[str, str], body: bytes, timeout: float = 60.0) -> FirstAck:
-    """Spawn the harness and POST (every 10 ms until the port answers) until the first 202."""
-    harness: Harness = spawn_harness(app_dir, env)
-    try:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=10.0) as client:
-            while time.monotonic() < deadline:
-                if harness.process.poll() is not None:
-                    raise RuntimeError(f"funchost exited with {harness.process.returncode}:\n{harness.output()}")
-                sent = time.perf_counter()
-                try:
-                    response = client.post(
-                        f"{harness.base_url}/api/notifications",
-                        content=body,
-                        headers={"Content-Type": "application/json"},
-                    )
-                except httpx.TransportError:
-                    time.sleep(0.01)
-                    continue
-                if response.status_code != 202:
-                    raise RuntimeError(f"first POST answered {response.status_code}: {response.text[:200]}")
-                return FirstAck(sent - harness.started, time.perf_counter() - harness.started)
-        raise RuntimeError(f"no 202 within {timeout} s:\n{harness.output()}")
-    finally:
-        harness.stop()
-
-
 # --- The run ---------------------------------------------------------------------------------------------
 
 
-def loaded_case(stack: Stack, env: dict[str, str], rate: float, seconds: float, label: str) -> LoadRun:
-    """One offered-load case on a fresh harness (so the status window holds this case only)."""
+def loaded_case(
+    stack: Stack, env: dict[str, str], rate: float, seconds: float, label: str, *, processing: bool = True
+) -> LoadRun:
+    """One offered-load case on a fresh harness (so the status window holds this case only); with
+    ``processing``, a consumer drains ``graph-events`` meanwhile and times each event's arrival."""
     connection, prefix = stack.azurite.connection_string, env["STORAGE_TABLE_PREFIX"]
     asyncio.run(clear_queues(connection, NOTIFICATIONS_QUEUE, EVENTS_QUEUE, NOTIFICATIONS_QUEUE + "-poison"))
     with running_harness(ROOT, {**env, "FUNCHOST_MASTER_KEY": MASTER_KEY}) as harness:
@@ -592,7 +502,11 @@ def loaded_case(stack: Stack, env: dict[str, str], rate: float, seconds: float, 
         bodies = [notifications.body(LOAD_PER_POST) for _ in range(int(rate * seconds / LOAD_PER_POST))]
         asyncio.run(post_concurrently(url, notifications, LOAD_PER_POST, 20, 5.0, senders=4, warm_up=False))
         log_before = len(harness.output())
-        run = asyncio.run(offered_load(url, bodies, LoadRun(label, rate, LOAD_PER_POST, seconds)))
+        run = LoadRun(label, rate, LOAD_PER_POST, seconds)
+        if processing:
+            run = asyncio.run(offered_load_consumed(url, bodies, run, connection, EVENTS_QUEUE))
+        else:
+            run = asyncio.run(offered_load(url, bodies, run))
         status = app_status(harness.base_url, MASTER_KEY)
         run.loop_lag = distribution(status, "event_loop.lag.ms")
         run.accept_ms = distribution(status, "webhook.ack.ms")
@@ -607,7 +521,9 @@ def measure_load(stack: Stack, rates: list[float], seconds: float) -> tuple[list
     """Section 4: each rate with the processor running, then the highest with it off (the reference)."""
     env = stack.app_env()
     runs = [loaded_case(stack, env, rate, seconds, "processor running") for rate in rates]
-    reference = loaded_case(stack, {**env, **PROCESSOR_OFF}, max(rates), seconds, "processor off (reference)")
+    reference = loaded_case(
+        stack, {**env, **PROCESSOR_OFF}, max(rates), seconds, "processor off (reference)", processing=False
+    )
     lines = [
         f"Offered load: POSTs of {LOAD_PER_POST} notifications leave on a fixed schedule for {seconds:g} s per "
         "case, whatever the answers take (open loop); each ack latency counts from the moment its POST was due. "
@@ -619,6 +535,14 @@ def measure_load(stack: Stack, rates: list[float], seconds: float) -> tuple[list
         *(run.row() for run in [*runs, reference]),
         "",
         answers_note([*runs, reference]),
+        "",
+        "Notification-to-event latency (issue 14: p99 ≤ 2 s at 500/s for 60 s): a consumer in the client drains "
+        "`graph-events` during each processor-running case (receive 32, delete; polls every 50 ms when empty) "
+        "and after the last POST until every acknowledged item's event has arrived; latency = arrival at the "
+        "consumer minus the webhook's `received_at` stamp. Items processed (above) are counted after that drain.",
+        "",
+        *EVENTS_HEADER,
+        *events_rows(runs),
     ]
     figures = json_figures(runs)
     worst = max(runs, key=lambda run: run.rate)
@@ -679,13 +603,13 @@ def measure(stack: Stack, seconds: float, e2e_count: int, cold_runs: int, figure
     figures.update(e2e_figures_)
 
     # 3. First ack of a fresh process: spawn to first 202 (interleaved runs, so disk caches favour nobody).
-    body = notifications.body(1)
-    cold: dict[str, list[FirstAck]] = {"ours (function_app.py)": [], "naive (eager msgraph client)": []}
+    first_post = ColdRequest("POST", "/api/notifications", 202, notifications.body(1), JSON_HEADERS)
+    cold: dict[str, list[FirstAnswer]] = {"ours (function_app.py)": [], "naive (eager msgraph client)": []}
     cold["floor (trivial app, azure.functions only)"] = []
-    with throwaway_app_dir(NAIVE_APP) as naive_dir, throwaway_app_dir(FLOOR_APP) as floor_dir:
+    with throwaway_app_dir(NAIVE_WEBHOOK_APP) as naive_dir, throwaway_app_dir(FLOOR_APP) as floor_dir:
         for _ in range(cold_runs):
             for name, app_dir in zip(cold, (ROOT, naive_dir, floor_dir), strict=True):
-                cold[name].append(first_ack(app_dir, prefix_env, body))
+                cold[name].append(first_answer(app_dir, prefix_env, first_post))
     lines += [
         "",
         f"First ack of a fresh process: harness spawned, POST retried every 10 ms until the first 202 ({cold_runs} "
@@ -698,12 +622,12 @@ def measure(stack: Stack, seconds: float, e2e_count: int, cold_runs: int, figure
     ]
     for name, acks in cold.items():
         opened = median([a.port_open * 1000 for a in acks])
-        acked = [a.acked * 1000 for a in acks]
-        alone = median([(a.acked - a.port_open) * 1000 for a in acks])
+        acked = [a.answered * 1000 for a in acks]
+        alone = median([(a.answered - a.port_open) * 1000 for a in acks])
         lines.append(
             f"| {name} | {opened:.0f} | {median(acked):.0f} | {alone:.0f} | {min(acked):.0f} | {max(acked):.0f} |"
         )
-    ours, naive, floor = (median([a.acked for a in acks]) for acks in cold.values())
+    ours, naive, floor = (median([a.answered for a in acks]) for acks in cold.values())
     lines += [
         "",
         f"Ratio ours / naive (first 202, medians): **{ours / naive:.2f}**; above the harness floor: ours "

@@ -13,7 +13,9 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -42,6 +44,7 @@ class LoadRun:
     timeouts_logged: int = 0  # the app's own timeout lines during the case
     processed: int = 0  # items the processor finished during the case (published + duplicate)
     cpu: CpuUsage = field(default_factory=lambda: CpuUsage({}, float("nan")))
+    events: EventArrivals | None = None  # graph-events as a consumer saw them (processor-running cases)
 
     def cpu_note(self) -> str:
         used = ", ".join(f"{role} {seconds:.1f}" for role, seconds in sorted(self.cpu.by_role.items()))
@@ -74,6 +77,72 @@ class LoadRun:
             f"| {lag_cell} | {float(self.accept_ms.get('p99', float('nan'))):.0f} | {self.timeouts_logged} "
             f"| {self.processed:,} | {percentile(self.client_lag_ms, 99):.0f} |"
         )
+
+
+@dataclass
+class EventArrivals:
+    """What a downstream consumer of ``graph-events`` saw: each event's notification-to-event latency
+    (its arrival at the consumer minus the webhook's ``received_at`` stamp, both wall clock on one machine)."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)  # seconds into the case each event was received
+    duplicates: int = 0
+    drain_seconds: float = 0.0  # after the last POST, until every acknowledged item had arrived (or gave up)
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.latencies_ms, 99)
+
+    def p99_by_window(self, seconds: float = 5.0) -> list[float]:
+        """Latency p99 per ``seconds`` of the case, by when the webhook received the notification."""
+        windows: dict[int, list[float]] = {}
+        for at, latency in zip(self.received_at, self.latencies_ms, strict=True):
+            windows.setdefault(int(at // seconds), []).append(latency)
+        return [round(percentile(windows[k], 99)) for k in sorted(windows)]
+
+
+async def consume_events(
+    connection: str, queue_name: str, case_started: float, expected: Callable[[], int | None], give_up_s: float
+) -> EventArrivals:
+    """Drain ``queue_name`` as a consumer would (receive 32, delete) until ``expected()`` items have arrived
+    (``None`` while the load still runs), or nothing new came for ``give_up_s``; latency per event.
+    Events of items received before ``case_started`` (a warm-up's) are read and not counted."""
+    from azure.storage.queue import TextBase64DecodePolicy
+    from azure.storage.queue.aio import QueueClient
+
+    from shared.events.outbound import decode_events
+
+    arrivals, seen = EventArrivals(), set[str]()
+    policy = TextBase64DecodePolicy()
+    last_progress = time.monotonic()
+    load_ended: float | None = None
+    async with QueueClient.from_connection_string(connection, queue_name, message_decode_policy=policy) as queue:
+        while True:
+            target = expected()
+            if target is not None:
+                load_ended = load_ended or time.monotonic()
+                if len(seen) >= target or time.monotonic() - last_progress > give_up_s:
+                    break
+            batch = [m async for m in queue.receive_messages(max_messages=32, messages_per_page=32)]
+            if not batch:
+                await asyncio.sleep(0.05)
+                continue
+            now = time.time()
+            for message in batch:
+                for event in decode_events(message.content):
+                    received = datetime.fromisoformat(event["received_at"]).timestamp()
+                    if received < case_started:
+                        continue  # the warm-up's, acknowledged before the case
+                    if event["id"] in seen:
+                        arrivals.duplicates += 1
+                        continue
+                    seen.add(event["id"])
+                    arrivals.latencies_ms.append((now - received) * 1000)
+                    arrivals.received_at.append(received - case_started)
+            last_progress = time.monotonic()
+            await asyncio.gather(*(queue.delete_message(m) for m in batch))
+    arrivals.drain_seconds = time.monotonic() - load_ended if load_ended else 0.0
+    return arrivals
 
 
 HEADER = [
@@ -119,6 +188,24 @@ async def offered_load(url: str, bodies: list[bytes], run: LoadRun, max_in_fligh
     return run
 
 
+async def offered_load_consumed(
+    url: str, bodies: list[bytes], run: LoadRun, connection: str, events_queue: str, give_up_s: float = 120.0
+) -> LoadRun:
+    """``offered_load`` while a consumer drains ``events_queue``; after the last POST the consumer goes on
+    until every acknowledged item's event has arrived, so a backlog left behind shows in the latencies."""
+    acked: int | None = None
+    started = time.time()
+    consumer = asyncio.create_task(consume_events(connection, events_queue, started, lambda: acked, give_up_s))
+    try:
+        await offered_load(url, bodies, run)
+    except BaseException:
+        consumer.cancel()
+        raise
+    acked = len(run.latencies_ms) * run.per_post
+    run.events = await consumer
+    return run
+
+
 def app_status(base_url: str, master_key: str) -> dict[str, Any]:
     """The app's ``/api/status`` (admin): its measurement window among other things."""
     response = httpx.get(f"{base_url}/api/status", headers={"x-functions-key": master_key}, timeout=30.0)
@@ -152,11 +239,38 @@ def answers_note(runs: list[LoadRun]) -> str:
     return "Non-202 answers: " + ("; ".join(parts) if parts else "none") + f". CPU per process: {cpu}."
 
 
+EVENTS_HEADER = [
+    "| case | offered notifications/s | items acked | events arrived | duplicates | latency p50 ms "
+    "| latency p99 ms | latency max ms | drain after last POST s | latency p99 per 5 s (by receipt) ms |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+]
+
+
+def events_rows(runs: list[LoadRun]) -> list[str]:
+    """Notification-to-event latency as the consumer saw it, one row per processor-running case."""
+    rows = []
+    for run in runs:
+        if run.events is None:
+            continue
+        events = run.events
+        rows.append(
+            f"| {run.label} | {run.rate:,.0f} | {len(run.latencies_ms) * run.per_post:,} "
+            f"| {len(events.latencies_ms):,} | {events.duplicates} | {median(events.latencies_ms):.0f} "
+            f"| {events.p99_ms:.0f} | {max(events.latencies_ms, default=0):.0f} | {events.drain_seconds:.1f} "
+            f"| {events.p99_by_window()} |"
+        )
+    return rows
+
+
 def json_figures(runs: list[LoadRun]) -> dict[str, float | int]:
-    """The figures the issue asks for, keyed by offered rate."""
+    """The figures the issues ask for, keyed by offered rate."""
     figures: dict[str, float | int] = {}
     for run in runs:
         key = f"{run.rate:.0f}"
+        if run.events is not None:
+            figures[f"event_latency_p99_ms_at_{key}"] = round(run.events.p99_ms, 1)
+            figures[f"events_missing_at_{key}"] = len(run.latencies_ms) * run.per_post - len(run.events.latencies_ms)
+            figures[f"event_duplicates_at_{key}"] = run.events.duplicates
         figures[f"ack_p99_ms_with_processing_at_{key}"] = round(run.p99_ms, 1)
         figures[f"non_202_with_processing_at_{key}"] = run.non_202
         figures[f"loop_lag_p99_ms_at_{key}"] = round(float(run.loop_lag.get("p99", float("nan"))), 1)

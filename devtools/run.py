@@ -3,7 +3,9 @@
 The app runs under ``func start`` when Azure Functions Core Tools are on PATH, else under the local
 harness (``devtools.funchost``). Settings come from ``local.settings.json`` if present, else from
 ``local.settings.sample.json`` (the environment wins over both); the storage connection string is pointed
-at the Azurite started here, and a loopback ``WEBHOOK_BASE_URL`` on the default port follows ``--port``.
+at the Azurite started here, unless identity-based storage settings (``AzureWebJobsStorage__*`` with a value)
+are given: then those win, no Azurite is started and any connection string is dropped (the app refuses the
+two shapes together). A loopback ``WEBHOOK_BASE_URL`` on the default port follows ``--port``.
 Graph: the simulator is started unless ``GRAPH_AUTH_MODE`` names real credentials, ``--graph-url`` is
 given, or ``GRAPH_BASE_URL`` is set to something other than the sample's simulator URL.
 The children are supervised: Azurite is restarted (on the same ports and data folder, a bounded number of
@@ -39,6 +41,7 @@ DEFAULT_STORAGE_PORTS = (10000, 10001, 10002)
 SAMPLE_GRAPH_URL = "http://127.0.0.1:8070/v1.0"  # local.settings.sample.json: "start the simulator here"
 AZURITE_MAX_RESTARTS = 3
 AZURITE_RESTART_WINDOW_S = 600.0
+IDENTITY_STORAGE_PREFIX = "AzureWebJobsStorage__"
 
 
 class StartupFailed(RuntimeError):
@@ -70,6 +73,24 @@ def load_values(settings_file: Path) -> dict[str, str]:
     """``Values`` of a local.settings-style file, as strings."""
     data = json.loads(settings_file.read_text(encoding="utf-8"))
     return {str(k): str(v) for k, v in data.get("Values", {}).items()}
+
+
+def identity_storage(env: dict[str, str]) -> dict[str, str]:
+    """The identity-based ``AzureWebJobsStorage__*`` settings that have a value (the samples list them empty)."""
+    return {k: v for k, v in env.items() if k.startswith(IDENTITY_STORAGE_PREFIX) and v.strip()}
+
+
+def choose_storage(env: dict[str, str], azurite_connection: Callable[[], str]) -> str:
+    """Point the app at its storage and say which: identity-based settings win (the connection string, which
+    the app would refuse next to them, is dropped and ``azurite_connection`` is not called); otherwise the
+    connection string of the Azurite that ``azurite_connection`` starts."""
+    identity = identity_storage(env)
+    if identity:
+        dropped = env.pop("AzureWebJobsStorage", None)
+        note = f"identity-based ({', '.join(sorted(identity))}); no Azurite started"
+        return note + ("; the AzureWebJobsStorage connection string is ignored" if dropped else "")
+    env["AzureWebJobsStorage"] = azurite_connection()
+    return "Azurite"
 
 
 def webhook_base_url(configured: str | None, app_port: int) -> str:
@@ -138,14 +159,19 @@ class RestartBudget:
 
 
 def _start_graph_simulator(
-    env: dict[str, str], free_ports: bool, started: list[subprocess.Popen[bytes]], stop: Callable[[], bool]
+    env: dict[str, str],
+    free_ports: bool,
+    started: list[subprocess.Popen[bytes]],
+    stop: Callable[[], bool],
+    app_port: int,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the simulator on the sample URL's port (or a free one); the process and its base URL."""
+    """Start the simulator on the sample URL's port (or a free one); the process and its base URL. EventHub:
+    notification URLs go to the local harness's Event Hubs stand-in on the app's port (docs/eventhubs.md)."""
     wanted = urlsplit(SAMPLE_GRAPH_URL).port or 8070
     port = wanted if not free_ports and _port_free(wanted) else free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.graphsim", "--port", str(port), "--latency-ms", "50"], cwd=ROOT, env=env
-    )
+    hub = f"http://127.0.0.1:{app_port}/_eventhubs"
+    command = ["--port", str(port), "--latency-ms", "50", "--eventhub-endpoint", hub]
+    process = subprocess.Popen([sys.executable, "-m", "devtools.graphsim", *command], cwd=ROOT, env=env)
     started.append(process)
     _wait_http(f"http://127.0.0.1:{port}/_sim/clock", process, 30, stop)
     return process, f"http://127.0.0.1:{port}/v1.0"
@@ -191,14 +217,20 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    try:
+
+    def start_azurite() -> str:
         azurite.start()
-        env["AzureWebJobsStorage"] = azurite.connection_string
+        return azurite.connection_string
+
+    try:
+        storage_note = choose_storage(env, start_azurite)
+        if storage_note == "Azurite":
+            storage_note = f"Azurite on 127.0.0.1 ports {ports[0]}/{ports[1]}/{ports[2]} (data in {args.data_dir})"
         env["WEBHOOK_BASE_URL"] = webhook_base_url(env.get("WEBHOOK_BASE_URL"), args.port)
         simulator: subprocess.Popen[bytes] | None = None
         graph_url = external_graph_url(env, args.graph_url)
         if graph_url is None:
-            simulator, graph_url = _start_graph_simulator(env, args.free_ports, started, _stop_requested)
+            simulator, graph_url = _start_graph_simulator(env, args.free_ports, started, _stop_requested, args.port)
             env.update(GRAPH_BASE_URL=graph_url, GRAPH_AUTH_MODE="static_token")
             env.setdefault("GRAPH_STATIC_TOKEN", "local-simulator-token")
             graph_note = f"Graph simulator at {graph_url} (control API: {graph_url.removesuffix('/v1.0')}/_sim/)"
@@ -226,8 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                     "",
                     f"App running at {base}  (host: {'func start' if command[0] == 'func' else 'local harness'})",
                     f"  health:        {base}/api/health",
-                    f"  storage:       Azurite on 127.0.0.1 ports {ports[0]}/{ports[1]}/{ports[2]}"
-                    f" (data in {args.data_dir})",
+                    f"  storage:       {storage_note}",
                     f"  graph:         {graph_note}",
                     f"  webhook:       {env['WEBHOOK_BASE_URL']}",
                     f"  function key:  {env.get('FUNCHOST_FUNCTION_KEY', '(printed by the host)')}",
@@ -237,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             flush=True,
         )
-        return _supervise(app, simulator, azurite, _stop_requested)
+        return _supervise(app, simulator, azurite if "AzureWebJobsStorage" in env else None, _stop_requested)
     except StopRequested:
         return 0
     except RuntimeError as error:  # StartupFailed, or Azurite's own start errors
@@ -252,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 def _supervise(
     app: subprocess.Popen[bytes],
     simulator: subprocess.Popen[bytes] | None,
-    azurite: Azurite,
+    azurite: Azurite | None,
     stop: Callable[[], bool],
     budget: RestartBudget | None = None,
 ) -> int:
@@ -273,7 +304,7 @@ def _supervise(
                 flush=True,
             )
             return 1
-        if not azurite.running:
+        if azurite is not None and not azurite.running:
             log = azurite.location / "azurite.log" if azurite.location else "its log"
             attempt = budget.take()
             if attempt is None:

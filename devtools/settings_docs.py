@@ -28,6 +28,7 @@ REAL_TENANT = {
     "GRAPH_STATIC_TOKEN": "",
     "WEBHOOK_BASE_URL": "https://your-public-tunnel.example.net/api",
     "GRAPH_SUBSCRIPTIONS": "users=updated,deleted",
+    "GRAPH_EVENTHUB__fullyQualifiedNamespace": "",  # the sample's names the harness's stand-in only
 }
 README = ROOT / "README.md"
 HARNESS_KEYS = ("FUNCHOST_FUNCTION_KEY", "FUNCHOST_MASTER_KEY")

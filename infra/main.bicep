@@ -38,10 +38,24 @@ param principalId string = ''
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('Provision the Event Hubs delivery path (namespace, hub, roles) and enable its trigger; off by default.')
+param enableEventHubs bool = false
+
+@description('Object id of the "Microsoft Graph Change Tracking" service principal (az ad sp show --id 0bf30f3b-4a52-48df-9a82-234910c4a086 --query id -o tsv); gets Azure Event Hubs Data Sender on the hub.')
+param graphChangeTrackingPrincipalId string = ''
+
+@description('tenantId written into EventHub: notification URLs (Microsoft shows the tenant\'s domain); empty: the tenant id.')
+param eventHubTenant string = ''
+
+@description('Partitions of the hub (fixed once created on the Standard tier).')
+@minValue(1)
+@maxValue(32)
+param eventHubPartitionCount int = 4
+
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 
-resource group 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+resource group 'Microsoft.Resources/resourceGroups@2025-04-01' = {
   name: 'rg-${environmentName}'
   location: location
   tags: tags
@@ -101,6 +115,20 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
+module eventHubs 'modules/eventhubs.bicep' = if (enableEventHubs) {
+  name: 'eventhubs'
+  scope: group
+  params: {
+    namespaceName: 'evhns-graphfn-${token}'
+    hubName: 'graph-notifications'
+    location: location
+    tags: tags
+    partitionCount: eventHubPartitionCount
+    receiverPrincipalId: identity.outputs.principalId
+    graphChangeTrackingPrincipalId: graphChangeTrackingPrincipalId
+  }
+}
+
 module app 'modules/functionapp.bicep' = {
   name: 'functionapp'
   scope: group
@@ -122,6 +150,8 @@ module app 'modules/functionapp.bicep' = {
     graphAuthMode: graphAuthMode
     graphAppClientId: graphAppClientId
     graphSubscriptions: graphSubscriptions
+    eventHubNamespace: enableEventHubs ? eventHubs.outputs.fullyQualifiedNamespace : ''
+    eventHubTenant: eventHubTenant
   }
 }
 
@@ -133,3 +163,5 @@ output AZURE_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output AZURE_KEY_VAULT_NAME string = vault.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_EVENTHUB_NAMESPACE string = enableEventHubs ? eventHubs.outputs.fullyQualifiedNamespace : ''
+

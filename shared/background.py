@@ -24,6 +24,14 @@ only new admissions wait. A new process starts with one slot and opens up as sam
 TCP does): measured, starting wide open let a fresh instance admit all it was offered into a burst of POSTs,
 and their Table calls held the first seconds' acknowledgements at 2-3 s. An idle app opens every slot within
 ``max_slots`` samples (under a second), so a backlog alone is processed at full speed.
+
+Acknowledgements alone must not starve processing either: measured, with acks steered to 100 ms the
+processor kept ~80% of a 500/s intake, the backlog grew without bound and events reached consumers 15-70 s
+after their notifications. So a third signal is the processing delay: how long after its receipt by the
+webhook a message is admitted (``on_delay``). Over ``target_delay``, processing is *behind*: for ``hold``
+after such a sample the ack and lag targets are relaxed to their ceilings (``behind_factor`` times the targets,
+still far inside Graph's 3 s) and slots open on every good lag sample. The gate never closes below one slot
+(``min_slots``), so admitted messages keep reporting their delay.
 """
 
 from __future__ import annotations
@@ -42,14 +50,18 @@ class GateConfig:
 
     target_lag: float = 0.02
     target_ack: float = 0.1
+    target_delay: float = 1.0  # receipt to admission; later means processing falls behind the intake
+    behind_factor: float = 2.5  # while behind, acks and lag may reach this many times their targets
     cooldown: float = 0.1  # at most one halving per cooldown
     hold: float = 1.0  # no slot opens within this long after a slow signal
-    min_slots: int = 0  # overloaded, processing pauses until a good lag sample reopens one slot
+    min_slots: int = 1  # overloaded, one message at a time: processing never stops, delays keep being seen
     max_slots: int = 16  # messages in flight when all is well; the host offers batchSize + newBatchThreshold
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_slots <= self.max_slots or self.max_slots < 1:
             raise ValueError("need 0 <= min_slots <= max_slots and max_slots >= 1")
+        if self.behind_factor < 1:
+            raise ValueError("behind_factor relaxes the targets: it must be >= 1")
 
 
 class BackgroundGate:
@@ -63,22 +75,36 @@ class BackgroundGate:
         self._last_decrease = float("-inf")
         self._last_slow = float("-inf")
         self._last_ack = float("-inf")
+        self._last_behind = float("-inf")
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def behind(self) -> bool:
+        """A message admitted within ``hold`` waited longer than ``target_delay``: the backlog is growing."""
+        return self._clock() - self._last_behind < self.config.hold
+
+    def _limit_of(self, target: float) -> float:
+        return target * self.config.behind_factor if self.behind else target
 
     def on_lag(self, lag: float) -> None:
         """One loop-lag sample (seconds): halve the slots when over target, else open one more unless
-        either signal was slow within ``hold``."""
-        if lag > self.config.target_lag:
+        either signal was slow within ``hold`` (while behind, slow signals do not hold the slots back)."""
+        if lag > self._limit_of(self.config.target_lag):
             self._decrease()
-        elif self._clock() - self._last_slow >= self.config.hold:
+        elif self.behind or self._clock() - self._last_slow >= self.config.hold:
             self.limit = min(self.config.max_slots, self.limit + 1)
             self._wake()
 
     def on_ack(self, seconds: float) -> None:
         """One webhook accept's duration: halve the slots when over target (recovery comes from ``on_lag``)."""
         self._last_ack = self._clock()
-        if seconds > self.config.target_ack:
+        if seconds > self._limit_of(self.config.target_ack):
             self._decrease()
+
+    def on_delay(self, seconds: float) -> None:
+        """How long after its receipt a message was admitted: over ``target_delay`` marks the gate behind."""
+        if seconds > self.config.target_delay:
+            self._last_behind = self._clock()
 
     @property
     def contended(self) -> bool:
@@ -95,7 +121,7 @@ class BackgroundGate:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for waiter in self._waiters if not waiter.done())
+        return len(self._waiters)  # a waiter leaves the queue when it is woken or cancelled
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -128,6 +154,9 @@ class BackgroundGate:
             if waiter.done() and not waiter.cancelled():
                 self.in_use -= 1  # woken and given the slot, but cancelled before using it
                 self._wake()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)  # cancelled while queued (rare: O(n) is fine)
             raise
 
     def _wake(self) -> None:

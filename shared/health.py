@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
 from shared import __version__
 from shared.telemetry import get_logger
 
 log = get_logger("health")
+
+
+async def first_item(listing: AsyncIterable[Any]) -> None:
+    """Read the first entry of a listing (one request). Listing tables or queues needs only the data roles the
+    app's identity has (``tables/read``, ``queues/read``); reading service properties needs a management-plane
+    action (``tableServices/read``) that those roles lack, so on identity-based storage that probe failed."""
+    async for _ in listing:
+        break
 
 
 async def _probe(name: str, call: Callable[[], Awaitable[Any]], timeout: float) -> dict[str, Any]:
@@ -25,17 +33,17 @@ async def _probe(name: str, call: Callable[[], Awaitable[Any]], timeout: float) 
 
 
 async def check_health(
-    table_properties: Callable[[], Awaitable[Any]],
-    queue_properties: Callable[[], Awaitable[Any]],
+    table_probe: Callable[[], Awaitable[Any]],
+    queue_probe: Callable[[], Awaitable[Any]],
     *,
     timeout: float,
     graph_mode: str,
 ) -> tuple[int, dict[str, Any]]:
-    """Probe Table and Queue storage concurrently (a service-properties read each); 200 when both
-    answer, else 503."""
+    """Probe Table and Queue storage concurrently (the first entry of a table and a queue listing); 200 when
+    both answer, else 503."""
     table_check, queue_check = await asyncio.gather(
-        _probe("table", table_properties, timeout),
-        _probe("queue", queue_properties, timeout),
+        _probe("table", table_probe, timeout),
+        _probe("queue", queue_probe, timeout),
     )
     healthy = table_check["ok"] and queue_check["ok"]
     body = {

@@ -10,6 +10,9 @@ EVENTS_QUEUE = "graph-events"  # normalized events for downstream systems
 MIRROR_ROUNDS_QUEUE = "mirror-rounds"  # debounced "run a directory mirror round" messages
 WORK_QUEUES = (NOTIFICATIONS_QUEUE, LIFECYCLE_QUEUE, EVENTS_QUEUE, MIRROR_ROUNDS_QUEUE)
 POISON_SUFFIX = "-poison"
+# The event hub path's poison store: ``graph-eventhub-poison`` holds events that are not Graph's shape (there is
+# no ``graph-eventhub`` queue; the name only makes the poison queue's, as for the queues above).
+EVENTHUB_SOURCE = "graph-eventhub"
 
 # Circuit breakers, one per Graph workload: an Outlook outage must not block directory reads.
 DIRECTORY_BREAKER = "graph-directory"

@@ -33,7 +33,23 @@ def cross_field_problems(s: Settings) -> list[str]:
         problems.append("GRAPH_AUTH_MODE=static_token: needs GRAPH_STATIC_TOKEN")
     if mode == "static_token" and not is_loopback_url(s.graph_base_url):
         problems.append("GRAPH_AUTH_MODE=static_token: allowed only with a loopback GRAPH_BASE_URL (simulator)")
-    return problems + _real_tenant_problems(s)
+    return problems + _rich_problems(s) + _real_tenant_problems(s)
+
+
+def _rich_problems(s: Settings) -> list[str]:
+    """Rich notifications need a key to decrypt with and an audience to check tokens against."""
+    problems = []
+    if s.rich_notifications and not (s.rich_certificate and s.rich_certificate_id):
+        problems.append(
+            "RICH_NOTIFICATIONS: needs RICH_NOTIFICATIONS_CERTIFICATE and RICH_NOTIFICATIONS_CERTIFICATE_ID"
+        )
+    if s.rich_notifications and not (s.rich_audience or s.graph_client_id):
+        problems.append("RICH_NOTIFICATIONS: needs RICH_NOTIFICATIONS_AUDIENCE or GRAPH_CLIENT_ID (our app id)")
+    if (s.rich_previous_certificate is None) != (s.rich_previous_certificate_id is None):
+        problems.append(
+            "RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE: set it together with RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE_ID"
+        )
+    return problems
 
 
 def _real_tenant_problems(s: Settings) -> list[str]:

@@ -47,6 +47,11 @@ SettingsCheck = Callable[["Settings"], Iterable[str]]
 
 _NCRONTAB = r"\S+( \S+){5}"
 _AUTH_MODES = ("client_secret", "certificate", "managed_identity", "static_token")
+_MI, _GUID, _TENANT = "managedidentity", text(r"[0-9a-fA-F-]{36}"), text(r"[A-Za-z0-9.-]{1,253}")
+_HUB = text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}")
+_CERTIFICATE_ID = r"[\x21-\x7e]{1,128}"  # Graph's encryptionCertificateId: up to 128 characters (printable here)
+# Entra's v1 configuration: its tokens' issuer is https://sts.windows.net/{tenantId}/, as Graph's validation tokens.
+_ENTRA_OPENID = "https://login.microsoftonline.com/common/.well-known/openid-configuration"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,6 +266,15 @@ class Settings:
             "WEBHOOK_MAX_BODY_BYTES", 1_048_576, "largest notification POST accepted", integer(1024, 100 * 1024 * 1024)
         )
     )
+    webhook_flush_interval_ms: float = field(
+        metadata=setting(
+            "WEBHOOK_FLUSH_INTERVAL_MS",
+            100.0,
+            "least time between two writes of the webhook to graph-notifications: under load the POSTs of "
+            "that time share queue messages (fewer Storage calls downstream); 0 writes each POST at once",
+            number(0.0, 1000.0),
+        )
+    )
     background_target_lag_ms: float = field(
         metadata=setting(
             "BACKGROUND_TARGET_LAG_MS",
@@ -277,6 +291,15 @@ class Settings:
             number(10.0, 2000.0),
         )
     )
+    background_target_delay_ms: float = field(
+        metadata=setting(
+            "BACKGROUND_TARGET_DELAY_MS",
+            1000.0,
+            "receipt-to-processing delay above which acknowledgements may slow (up to 2.5x their targets) "
+            "so that processing catches up",
+            number(100.0, 60_000.0),
+        )
+    )
     webhook_base_url: str | None = field(
         metadata=setting(
             "WEBHOOK_BASE_URL",
@@ -287,6 +310,27 @@ class Settings:
     )
     graph_subscriptions: str = field(
         metadata=setting("GRAPH_SUBSCRIPTIONS", "", "subscriptions to keep alive: resource=changeTypes; ... (docs)")
+    )
+    # The Event Hubs delivery path (docs/eventhubs.md): the trigger's identity-based connection GRAPH_EVENTHUB.
+    eventhub_namespace: str | None = field(
+        metadata=setting(
+            "GRAPH_EVENTHUB__fullyQualifiedNamespace",
+            None,
+            "Event Hubs namespace host (<ns>.servicebus.windows.net) of the hub trigger and `@eventhub` entries",
+            text(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63}){1,8}"),
+        )
+    )
+    eventhub_credential: str | None = field(
+        metadata=setting("GRAPH_EVENTHUB__credential", None, "hub connection: `managedidentity`", choice(_MI))
+    )
+    eventhub_client_id: str | None = field(
+        metadata=setting("GRAPH_EVENTHUB__clientId", None, "hub connection: user-assigned identity's client id", _GUID)
+    )
+    eventhub_name: str = field(
+        metadata=setting("GRAPH_EVENTHUB_NAME", "graph-notifications", "event hub name (read at indexing)", _HUB)
+    )
+    eventhub_tenant: str | None = field(
+        metadata=setting("GRAPH_EVENTHUB_TENANT", None, "tenantId of hub URLs (unset: GRAPH_TENANT_ID)", _TENANT)
     )
     subscription_renewal_schedule: str = field(
         metadata=setting(
@@ -303,7 +347,19 @@ class Settings:
     )
     maintenance_schedule: str = field(
         metadata=setting(
-            "MAINTENANCE_SCHEDULE", "0 */15 * * * *", "NCRONTAB of the cache and dedupe sweeper", text(_NCRONTAB)
+            "MAINTENANCE_SCHEDULE",
+            "0 */15 * * * *",
+            "NCRONTAB of the sweeper (cache, dedupe, mirror tombstones)",
+            text(_NCRONTAB),
+        )
+    )
+    timer_startup_delay_seconds: float = field(
+        metadata=setting(
+            "TIMER_STARTUP_DELAY_SECONDS",
+            3.0,
+            "timers due in a process's first seconds wait this long after start, so a cold start's first "
+            "requests do not queue behind them",
+            number(0.0, 300.0),
         )
     )
     forward_enrich: bool = field(
@@ -321,7 +377,7 @@ class Settings:
         metadata=setting(
             "GRAPH_RATE_LIMIT",
             "600/10",
-            "request budget of directory delta rounds: requests/seconds (docs/mirror.md)",
+            "request budget of delta rounds (mirror and mail catch-up): requests/seconds (docs/mirror.md)",
             request_rate,
         )
     )
@@ -348,6 +404,58 @@ class Settings:
     )
     mirror_schedule: str = field(
         metadata=setting("MIRROR_SCHEDULE", "0 * * * * *", "NCRONTAB of the mirror's safety-net check", text(_NCRONTAB))
+    )
+    rich_notifications: bool = field(
+        metadata=setting(
+            "RICH_NOTIFICATIONS",
+            False,
+            "verify validation tokens and decrypt resource data of rich notifications (docs/rich-notifications.md)",
+            flag,
+        )
+    )
+    rich_certificate: Secret | None = field(
+        metadata=secret(
+            "RICH_NOTIFICATIONS_CERTIFICATE",
+            "PEM of the RSA private key + certificate that decrypts resource data (on Azure a Key Vault reference)",
+        )
+    )
+    rich_certificate_id: str | None = field(
+        metadata=setting(
+            "RICH_NOTIFICATIONS_CERTIFICATE_ID",
+            None,
+            "that certificate's encryptionCertificateId",
+            text(_CERTIFICATE_ID),
+        )
+    )
+    rich_previous_certificate: Secret | None = field(
+        metadata=secret(
+            "RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE",
+            "the certificate before a rotation: still decrypts items that name it",
+        )
+    )
+    rich_previous_certificate_id: str | None = field(
+        metadata=setting(
+            "RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE_ID",
+            None,
+            "the previous certificate's encryptionCertificateId",
+            text(_CERTIFICATE_ID),
+        )
+    )
+    rich_audience: str | None = field(
+        metadata=setting(
+            "RICH_NOTIFICATIONS_AUDIENCE",
+            None,
+            "app id validation tokens must be issued for (unset: GRAPH_CLIENT_ID)",
+            text(r"[A-Za-z0-9-]{1,100}"),
+        )
+    )
+    rich_openid_configuration: str = field(
+        metadata=setting(
+            "RICH_NOTIFICATIONS_OPENID_CONFIGURATION",
+            _ENTRA_OPENID,
+            "OpenID configuration whose jwks_uri holds the validation tokens' signing keys",
+            http_url,
+        )
     )
 
     @property
@@ -381,18 +489,3 @@ class Settings:
     def specs(cls) -> list[SettingSpec]:
         """Every setting the app reads, in order, with default and description."""
         return specs_of(cls)
-
-
-def timer_schedule(name: str, env: Mapping[str, str] | None = None) -> str:
-    """A timer's NCRONTAB for its trigger decorator: the app setting ``name`` if set, else its declared default.
-
-    Read when the app is indexed, so a timer never depends on a ``%SETTING%`` expression that fails indexing
-    on Azure when the setting is absent; a set value still goes through the reader's NCRONTAB check.
-    """
-    value = (os.environ if env is None else env).get(name, "").strip()
-    if value:
-        return value
-    (spec,) = [spec for spec in Settings.specs() if spec.name == name]
-    if spec.default is None:
-        raise ValueError(f"{name} has no default schedule")
-    return spec.default

@@ -15,12 +15,20 @@ from shared.subscriptions.desired import parse_desired
 
 
 def desired_subscriptions_problems(settings: Settings) -> list[str]:
-    """GRAPH_SUBSCRIPTIONS must parse (each bad entry named by position), as the subscription service will."""
+    """GRAPH_SUBSCRIPTIONS must parse (each bad entry named by position), as the subscription service will, and
+    ``@eventhub`` entries need the hub's namespace and tenant (the notification URL is built from them)."""
     try:
-        parse_desired(settings.graph_subscriptions, "GRAPH_SUBSCRIPTIONS")
+        desired = parse_desired(settings.graph_subscriptions, "GRAPH_SUBSCRIPTIONS")
     except ConfigurationError as error:
         return [error.message]
-    return []
+    if not any(d.delivery == "eventhub" for d in desired):
+        return []
+    problems = []
+    if settings.eventhub_namespace is None:
+        problems.append("GRAPH_SUBSCRIPTIONS: @eventhub entries need GRAPH_EVENTHUB__fullyQualifiedNamespace")
+    if (settings.eventhub_tenant or settings.graph_tenant_id) is None:
+        problems.append("GRAPH_SUBSCRIPTIONS: @eventhub entries need GRAPH_EVENTHUB_TENANT (or GRAPH_TENANT_ID)")
+    return problems
 
 
 def read_settings(env: Mapping[str, str] | None = None) -> Settings:

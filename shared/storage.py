@@ -116,10 +116,12 @@ class OutageWait:
 
 
 class CallCount:
-    """Storage calls made in a ``counting_calls`` block (and the tasks it started)."""
+    """Storage calls made in a ``counting_calls`` block (and the tasks it started), and how many of them
+    were answered 409 or 412 (a row another writer made or changed first: contention between instances)."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self.conflicts = 0
 
 
 _counting: contextvars.ContextVar[CallCount | None] = contextvars.ContextVar("storage_call_count", default=None)
@@ -135,6 +137,18 @@ def counting_calls() -> Iterator[CallCount]:
         yield count
     finally:
         _counting.reset(token)
+
+
+# A span around each awaited client call, when tracing is on: set by the composition root (this module imports
+# no metrics), called with the method's name and the SDK client (its table or queue name and endpoint).
+CallSpan = Callable[[str, Any], contextlib.AbstractContextManager[Any]]
+_call_span: CallSpan | None = None
+
+
+def trace_calls(span: CallSpan | None) -> None:
+    """Open ``span(method, client)`` around every awaited Table/Queue call from now on (None: stop)."""
+    global _call_span
+    _call_span = span
 
 
 class _GuardedPages:
@@ -175,7 +189,7 @@ class GuardedClient:
             with translated(operation):
                 result = value(*args, **kwargs)
             if inspect.isawaitable(result):
-                return _guarded_await(result, operation)
+                return _guarded_await(result, operation, attribute, self._client)
             if hasattr(result, "__anext__"):
                 return _GuardedPages(result, operation)
             return result
@@ -184,9 +198,16 @@ class GuardedClient:
         return call
 
 
-async def _guarded_await(awaitable: Awaitable[_T], operation: str) -> _T:
-    with translated(operation):
-        return await awaitable
+async def _guarded_await(awaitable: Awaitable[_T], operation: str, method: str, client: Any) -> _T:
+    span = _call_span(method, client) if _call_span is not None else contextlib.nullcontext()
+    try:
+        with translated(operation), span:  # the span sees the SDK's own error type
+            return await awaitable
+    except Exception as error:  # the SDK's HttpResponseError (not imported here: no SDK at import time)
+        count = _counting.get()
+        if count is not None and getattr(error, "status_code", None) in (409, 412):
+            count.conflicts += 1
+        raise
 
 
 def guard(client: _T, name: str) -> _T:
@@ -234,10 +255,13 @@ class Tables:
             return client
         async with self._lock:
             if short_name not in self._ready:
+                from shared.table_batch import use_lean_transactions
+
                 name = self.name(short_name)
                 async with storage_call(f"create table {short_name}"):
                     await self._service.create_table_if_not_exists(name)
-                self._ready[short_name] = guard(self._service.get_table_client(name), f"table {short_name}")
+                client = use_lean_transactions(self._service.get_table_client(name))
+                self._ready[short_name] = guard(client, f"table {short_name}")
         return self._ready[short_name]
 
 

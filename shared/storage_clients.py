@@ -9,6 +9,7 @@ SDKs are imported inside the functions so ``import function_app`` stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from shared.settings import Settings
@@ -24,6 +25,20 @@ STORAGE_CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 3, "read_timeout
 TABLE_RETRY: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.1, "retry_backoff_max": 2}
 # These four shape the queue client's own (async) ExponentialRetry policy.
 QUEUE_RETRY: dict[str, Any] = {"initial_backoff": 0, "increment_base": 1, "retry_total": 2, "random_jitter_range": 0}
+
+
+# The variables through which aiohttp (the clients' transport) would find a proxy.
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+
+
+def proxy_options(env: Mapping[str, str]) -> dict[str, Any]:
+    """Read proxy settings per request only where a proxy is configured.
+
+    With the SDK's default (``use_env_settings``), aiohttp looks for proxies and parses ``~/.netrc`` on every
+    request, in a worker thread: about a tenth of the webhook's and processor's CPU under load, measured
+    with py-spy (docs/benchmarks.md). A Functions app rarely sits behind a proxy; one that does sets one of
+    these variables and keeps the SDK's behaviour."""
+    return {"use_env_settings": any(env.get(name) for name in PROXY_VARIABLES)}
 
 
 def service_url(settings: Settings, service: str) -> str:

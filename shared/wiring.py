@@ -8,6 +8,7 @@ Factories import their SDKs inside the function body so ``import function_app`` 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,14 @@ if TYPE_CHECKING:
     from shared.directory import GraphReads
     from shared.events.dedupe import DedupeStore
     from shared.events.dispatch import ExactlyOnceDispatcher
+    from shared.events.eventhub import EventHubIngest
     from shared.events.lifecycle import LifecycleProcessor, LifecycleReactions
     from shared.events.model import Event
     from shared.events.processor import NotificationProcessor
     from shared.events.webhook import NotificationWebhook
+    from shared.graph.delta import DeltaReader
     from shared.graph.gateway import GraphGateway
+    from shared.graph.pacing import RequestBudget
     from shared.loop_lag import LoopLagMonitor
     from shared.resilience.breaker import BreakerRegistry
     from shared.status import StatusSources
@@ -67,15 +71,15 @@ async def _close_credential(credential: AsyncTokenCredential | None) -> None:
 
 
 def _make_table_service() -> TableServiceClient:
-    from shared.storage_clients import table_service
+    from shared.storage_clients import proxy_options, table_service
 
-    return table_service(settings(), registry.get_sync(STORAGE_CREDENTIAL))
+    return table_service(settings(), registry.get_sync(STORAGE_CREDENTIAL), **proxy_options(os.environ))
 
 
 def _make_queue_service() -> QueueServiceClient:
-    from shared.storage_clients import queue_service
+    from shared.storage_clients import proxy_options, queue_service
 
-    return queue_service(settings(), registry.get_sync(STORAGE_CREDENTIAL))
+    return queue_service(settings(), registry.get_sync(STORAGE_CREDENTIAL), **proxy_options(os.environ))
 
 
 # One managed identity for both clients (None with a connection string); closed with the registry.
@@ -157,6 +161,28 @@ BREAKERS: Service[BreakerRegistry] = Service("breakers", _make_breakers, lambda 
 GRAPH: Service[GraphGateway] = Service("graph", _make_gateway, lambda gateway: gateway.aclose())
 
 
+def _make_budget() -> RequestBudget:
+    from shared.graph.pacing import RateLimit, RequestBudget
+
+    rate = settings().graph_rate_limit
+    return RequestBudget(RateLimit(rate.requests, rate.seconds))
+
+
+BUDGET: Service[RequestBudget] = Service("graph_budget", _make_budget)
+
+
+async def delta_reader() -> DeltaReader:
+    """A delta reader paced by the process's request budget (mirror rounds and mail catch-ups share it)."""
+    from shared.graph.delta import DeltaReader
+
+    budget = await registry.get(BUDGET)
+    return DeltaReader(
+        await registry.get(GRAPH),
+        pace=budget.acquire,
+        on_response=lambda response: budget.observe(response.status_code, response.headers),
+    )
+
+
 async def _make_directory() -> DirectoryApi:
     from shared.api.users import DirectoryApi
     from shared.wiring_mirror import mirror_reader
@@ -184,12 +210,15 @@ async def _make_webhook() -> NotificationWebhook:
 
     from shared.events.notifications import DEFAULT_LIMITS
     from shared.events.webhook import NotificationWebhook, WebhookConfig
+    from shared.wiring_rich import post_verifier
 
     limits = replace(DEFAULT_LIMITS, max_body_bytes=settings().webhook_max_body_bytes)
-    config = WebhookConfig(limits=limits)
+    flush_interval = settings().webhook_flush_interval_ms / 1000
+    config = WebhookConfig(limits=limits, flush_interval_seconds=flush_interval)
     subscriptions = await registry.get(SUBSCRIPTION_REGISTRY)
     on_ack = registry.get_sync(BACKGROUND).on_ack  # slow acknowledgements make processing yield
-    return NotificationWebhook(subscriptions, await registry.get(QUEUES), config, on_ack=on_ack)
+    queues = await registry.get(QUEUES)
+    return NotificationWebhook(subscriptions, queues, config, on_ack=on_ack, verify_post=await post_verifier())
 
 
 async def _make_dispatcher() -> ExactlyOnceDispatcher:
@@ -228,20 +257,25 @@ async def _make_dedupe() -> DedupeStore:
 async def _make_processor() -> NotificationProcessor:
     from shared.events.processor import NotificationProcessor
     from shared.wiring_mirror import notification_dispatcher
+    from shared.wiring_rich import decryptor
 
     marks: DedupeStore = await registry.get(DEDUPE)  # each bad item's poison write happens once
     gate = registry.get_sync(BACKGROUND)
-    return NotificationProcessor(
-        await notification_dispatcher(), await registry.get(QUEUES), poison_marks=marks, gate=gate
-    )
+    dispatcher, queues = await notification_dispatcher(), await registry.get(QUEUES)
+    return NotificationProcessor(dispatcher, queues, poison_marks=marks, gate=gate, decrypt=decryptor())
 
 
 def _make_background_gate() -> BackgroundGate:
     from shared.background import BackgroundGate, GateConfig
 
     current = settings()
-    target_lag, target_ack = current.background_target_lag_ms / 1000, current.background_target_ack_ms / 1000
-    return BackgroundGate(GateConfig(target_lag=target_lag, target_ack=target_ack))
+    return BackgroundGate(
+        GateConfig(
+            target_lag=current.background_target_lag_ms / 1000,
+            target_ack=current.background_target_ack_ms / 1000,
+            target_delay=current.background_target_delay_ms / 1000,
+        )
+    )
 
 
 def _make_loop_lag() -> LoopLagMonitor:
@@ -255,7 +289,19 @@ def _make_loop_lag() -> LoopLagMonitor:
 async def _make_lifecycle_processor() -> LifecycleProcessor:
     from shared.events.lifecycle import LifecycleProcessor
 
-    return LifecycleProcessor(await registry.get(LIFECYCLE_REACTIONS), await registry.get(QUEUES))
+    queues, marks = await registry.get(QUEUES), await registry.get(DEDUPE)
+    return LifecycleProcessor(await registry.get(LIFECYCLE_REACTIONS), queues, poison_marks=marks)
+
+
+async def _make_eventhub_ingest() -> EventHubIngest:
+    """The hub path: the webhook's clientState source and limits, the queues' processors."""
+    from shared.events.eventhub import EventHubIngest
+
+    limits = (await registry.get(WEBHOOK)).config.limits
+    changes, lifecycle = await registry.get(PROCESSOR), await registry.get(LIFECYCLE_PROCESSOR)
+    subscriptions, queues = await registry.get(SUBSCRIPTION_REGISTRY), await registry.get(QUEUES)
+    marks: DedupeStore = await registry.get(DEDUPE)  # each malformed event is parked once
+    return EventHubIngest(subscriptions, changes, lifecycle, queues, poison_marks=marks, limits=limits)
 
 
 SUBSCRIPTION_REGISTRY: Service[SubscriptionRegistry] = Service("subscription_registry", _make_subscription_registry)
@@ -264,6 +310,7 @@ DEDUPE: Service[DedupeStore] = Service("dedupe", _make_dedupe)
 DISPATCHER: Service[ExactlyOnceDispatcher] = Service("dispatcher", _make_dispatcher)
 PROCESSOR: Service[NotificationProcessor] = Service("processor", _make_processor)
 LIFECYCLE_PROCESSOR: Service[LifecycleProcessor] = Service("lifecycle_processor", _make_lifecycle_processor)
+EVENTHUB_INGEST: Service[EventHubIngest] = Service("eventhub_ingest", _make_eventhub_ingest)
 BACKGROUND: Service[BackgroundGate] = Service("background_gate", _make_background_gate)
 LOOP_LAG: Service[LoopLagMonitor] = Service("loop_lag", _make_loop_lag, lambda monitor: monitor.stop())
 
@@ -276,9 +323,9 @@ async def _make_subscriptions() -> SubscriptionService:
     live notifications, so overlapping sources cause no double effects."""
     from datetime import timedelta
 
-    from shared.graph.delta import DeltaReader
     from shared.graph.subscriptions import GraphSubscriptions
     from shared.subscriptions.catchup import DeltaCatchup
+    from shared.subscriptions.delivery import EventHubTarget
     from shared.subscriptions.desired import parse_desired
     from shared.subscriptions.leases import LeaseStore
     from shared.subscriptions.origins import OriginStore
@@ -291,15 +338,22 @@ async def _make_subscriptions() -> SubscriptionService:
     dispatcher = await notification_dispatcher()
 
     leases = LeaseStore(tables)
+    tenant = current.eventhub_tenant or current.graph_tenant_id
+    hub = (
+        current.eventhub_namespace
+        and tenant
+        and EventHubTarget(current.eventhub_namespace, current.eventhub_name, tenant)
+    )
     return SubscriptionService(
         GraphSubscriptions(gateway),
         await registry.get(SUBSCRIPTION_REGISTRY),
         OriginStore(tables),
         leases,
-        DeltaCatchup(DeltaReader(gateway), tables, leases, publisher(dispatcher)),
+        DeltaCatchup(await delta_reader(), tables, leases, publisher(dispatcher)),
         desired=parse_desired(current.graph_subscriptions),
         webhook_base=current.webhook_base_url or "",
         config=SubscriptionConfig(renew_before=timedelta(hours=current.subscription_renew_before_hours)),
+        eventhub=hub or None,
     )
 
 
@@ -347,12 +401,13 @@ async def check_health(services: Registry) -> tuple[int, dict[str, Any]]:
     """``/api/health`` with this registry's raw storage clients (no storage-error layer: the probe wants
     the SDK's own error type)."""
     from shared.health import check_health as probe
+    from shared.health import first_item
 
     current = settings()
     tables, queues = await services.get(TABLE_SERVICE), await services.get(QUEUE_SERVICE)
     return await probe(
-        tables.get_service_properties,
-        queues.get_service_properties,
+        lambda: first_item(tables.list_tables(results_per_page=1)),
+        lambda: first_item(queues.list_queues(results_per_page=1)),
         timeout=current.health_probe_timeout_seconds,
         graph_mode=current.graph_mode,
     )

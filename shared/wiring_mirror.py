@@ -12,13 +12,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from shared.container import Service
-from shared.wiring import DEDUPE, DISPATCHER, GRAPH, QUEUES, TABLES, registry, settings
+from shared.wiring import DEDUPE, DISPATCHER, QUEUES, TABLES, delta_reader, registry, settings
 
 if TYPE_CHECKING:
     from shared.events.dispatch import ExactlyOnceDispatcher
     from shared.events.model import Event
     from shared.mirror.coordinator import MirrorCoordinator
-    from shared.mirror.pacing import RequestBudget
     from shared.mirror.reads import MirrorReader
     from shared.mirror.store import MirrorStore
 
@@ -28,6 +27,21 @@ def mirrored() -> bool:
     from shared.subscriptions.desired import parse_desired
 
     return any(d.spec.kind == "users" for d in parse_desired(settings().graph_subscriptions))
+
+
+def sweep_tombstones() -> dict[str, Callable[[], Awaitable[int]]]:
+    """The sweeper of the mirror's old tombstones, when the directory is mirrored (for the sweep timer)."""
+    if not mirrored():
+        return {}
+
+    async def sweep() -> int:
+        from shared.mirror.store import TOMBSTONE_RETENTION
+        from shared.subscriptions.clock import utcnow
+
+        store = await registry.get(MIRROR_STORE)
+        return await store.sweep_tombstones(utcnow() - TOMBSTONE_RETENTION)
+
+    return {"mirror tombstones": sweep}
 
 
 def publisher(dispatcher: ExactlyOnceDispatcher) -> Callable[[Event], Awaitable[None]]:
@@ -48,24 +62,14 @@ async def _make_store() -> MirrorStore:
     return MirrorStore(await registry.get(TABLES))
 
 
-def _make_budget() -> RequestBudget:
-    from shared.mirror.pacing import RateLimit, RequestBudget
-
-    rate = settings().graph_rate_limit
-    return RequestBudget(RateLimit(rate.requests, rate.seconds))
-
-
 async def _make_coordinator() -> MirrorCoordinator:
-    from shared.graph.delta import DeltaReader
     from shared.mirror.coordinator import CoordinatorConfig, MirrorCoordinator, QueueRounds
     from shared.mirror.sync import MirrorSync
     from shared.subscriptions.leases import LeaseStore
 
     current = settings()
-    store, budget = await registry.get(MIRROR_STORE), await registry.get(BUDGET)
-    dispatcher = await registry.get(DISPATCHER)
-    reader = DeltaReader(await registry.get(GRAPH), on_response=lambda r: budget.observe(r.status_code, r.headers))
-    sync = MirrorSync(reader, store, publisher(dispatcher), pace=budget.acquire)
+    store, dispatcher = await registry.get(MIRROR_STORE), await registry.get(DISPATCHER)
+    sync = MirrorSync(await delta_reader(), store, publisher(dispatcher))
     config = CoordinatorConfig(
         debounce=timedelta(seconds=current.mirror_debounce_seconds),
         safety_interval=timedelta(seconds=current.mirror_safety_interval_seconds),
@@ -90,7 +94,6 @@ async def _make_signaling_dispatcher() -> ExactlyOnceDispatcher:
 
 
 MIRROR_STORE: Service[MirrorStore] = Service("mirror_store", _make_store)
-BUDGET: Service[RequestBudget] = Service("graph_budget", _make_budget)
 MIRROR: Service[MirrorCoordinator] = Service("mirror", _make_coordinator)
 MIRROR_READER: Service[MirrorReader] = Service("mirror_reader", _make_reader)
 SIGNALING_DISPATCHER: Service[ExactlyOnceDispatcher] = Service("signaling_dispatcher", _make_signaling_dispatcher)

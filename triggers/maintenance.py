@@ -1,14 +1,15 @@
-"""Health endpoint and the sweeper timer (expired cache rows, old dedupe markers)."""
+"""Health endpoint and the sweeper timer (expired cache rows, old dedupe markers, old mirror tombstones)."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from shared.http import json_response
+from shared.index_time import timer_schedule
 from shared.invocation import run_http, run_timer
 from shared.maintenance import run_sweep
-from shared.settings import timer_schedule
 from shared.wiring import CACHE, DEDUPE, check_health, registry
+from shared.wiring_mirror import sweep_tombstones
 
 bp = func.Blueprint()
 
@@ -28,6 +29,7 @@ async def health(req: func.HttpRequest, context: func.Context) -> func.HttpRespo
 async def sweep(timer: func.TimerRequest, context: func.Context) -> None:
     async def handle() -> None:
         cache, dedupe = await registry.get(CACHE), await registry.get(DEDUPE)
-        await run_sweep(cache.sweep_expired, dedupe.sweep)
+        sweepers = {"expired cache rows": cache.sweep_expired, "dedupe markers": dedupe.sweep}
+        await run_sweep({**sweepers, **sweep_tombstones()})
 
     await run_timer("sweep", context, handle)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from shared.index_time import timer_schedule
 from shared.invocation import run_queue, run_timer
 from shared.names import MIRROR_ROUNDS_QUEUE
-from shared.settings import timer_schedule
 from shared.wiring import registry
 from shared.wiring_mirror import MIRROR, mirrored
 
@@ -21,7 +21,7 @@ async def mirror_round(msg: func.QueueMessage, context: func.Context) -> None:
             return None  # a message left from when the directory was mirrored: nothing to do
         return await (await registry.get(MIRROR)).run_round()
 
-    await run_queue("mirror_round", context, msg, handle)
+    await run_queue("mirror_round", context, msg, handle, queue=MIRROR_ROUNDS_QUEUE)
 
 
 @bp.function_name("mirror_safety_net")

@@ -42,7 +42,7 @@ async def process_notifications(msg: func.QueueMessage, context: func.Context) -
     async def handle() -> object:
         return await (await registry.get(PROCESSOR)).process(msg.get_body(), msg.dequeue_count or 1)
 
-    await run_queue("process_notifications", context, msg, handle)
+    await run_queue("process_notifications", context, msg, handle, queue=NOTIFICATIONS_QUEUE)
 
 
 @bp.function_name("process_lifecycle")
@@ -51,4 +51,4 @@ async def process_lifecycle(msg: func.QueueMessage, context: func.Context) -> No
     async def handle() -> object:
         return await (await registry.get(LIFECYCLE_PROCESSOR)).process(msg.get_body(), msg.dequeue_count or 1)
 
-    await run_queue("process_lifecycle", context, msg, handle)
+    await run_queue("process_lifecycle", context, msg, handle, queue=LIFECYCLE_QUEUE)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 from shared.api import subscriptions as views
+from shared.index_time import timer_schedule
 from shared.invocation import run_http, run_timer
-from shared.settings import timer_schedule
 from shared.subscriptions.timer import run_renewal
 from shared.wiring import SUBSCRIPTIONS, registry, settings
 

@@ -1,23 +1,26 @@
 """Trigger inputs and the HTTP result, converted by ``azure.functions``' own binding converters.
 
-The Python worker never builds ``HttpRequest``/``QueueMessage``/``TimerRequest`` itself: it turns the
+The Python worker never builds ``HttpRequest``/``QueueMessage``/``TimerRequest``/``EventHubEvent`` itself: it turns the
 host's gRPC ``TypedData`` into ``meta.Datum`` values (``datumdef.Datum.from_typed_data``) and calls the
 registered converter's ``decode(datum, trigger_metadata=...)``; a function's HTTP return value goes back
 through ``HttpResponseConverter.encode``. The harness builds the same Datums the host's data turns into,
 so the app gets exactly the classes and attributes it gets in Azure (``azure.functions.http.HttpRequest``,
-``azure.functions.queue.QueueMessage`` with its trigger metadata, ``azure.functions.timer.TimerRequest``).
+``azure.functions.queue.QueueMessage`` with its trigger metadata, ``azure.functions.timer.TimerRequest``, a
+list of ``azure.functions.EventHubEvent`` for a cardinality-many Event Hubs trigger).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from http.cookies import SimpleCookie
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 import azure.functions as func
 from azure.functions import meta
+from azure.functions.eventhub import EventHubTriggerConverter
 from azure.functions.http import HttpRequestConverter, HttpResponseConverter
 from azure.functions.queue import QueueMessageInConverter
 from azure.functions.timer import TimerRequestConverter
@@ -107,6 +110,60 @@ def decode_timer_request(datum: meta.Datum) -> func.TimerRequest:
     """The timer argument, exactly as the worker decodes it."""
     request: func.TimerRequest = TimerRequestConverter.decode(datum, trigger_metadata={})
     return request
+
+
+class HubEventData(Protocol):
+    """What the host knows of one event: body and system properties."""
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def partition_key(self) -> str | None: ...
+    @property
+    def sequence_number(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def enqueued_time(self) -> datetime: ...
+
+
+def eventhub_batch(
+    events: Sequence[HubEventData], partition_context: Mapping[str, str]
+) -> tuple[meta.Datum, dict[str, meta.Datum]]:
+    """The ``collection_bytes`` Datum and trigger metadata the host sends for a cardinality-many batch: per
+    event its system properties (``SystemPropertiesArray``, offsets as the strings AMQP carries), the
+    per-field arrays and the ``PartitionContext``."""
+    system = [
+        {
+            "x-opt-sequence-number": e.sequence_number,
+            "x-opt-offset": str(e.offset),
+            "x-opt-enqueued-time": e.enqueued_time.isoformat(),
+            "x-opt-partition-key": e.partition_key,
+            "SequenceNumber": e.sequence_number,
+            "Offset": str(e.offset),
+            "PartitionKey": e.partition_key,
+            "EnqueuedTimeUtc": e.enqueued_time.isoformat(),
+        }
+        for e in events
+    ]
+    arrays = {
+        "SystemPropertiesArray": system,
+        "PartitionKeyArray": [e.partition_key for e in events],
+        "OffsetArray": [str(e.offset) for e in events],
+        "SequenceNumberArray": [e.sequence_number for e in events],
+        "EnqueuedTimeUtcArray": [e.enqueued_time.isoformat() for e in events],
+        "PropertiesArray": [{} for _ in events],
+        "PartitionContext": dict(partition_context),
+    }
+    metadata = {name: meta.Datum(json.dumps(value), "json") for name, value in arrays.items()}
+    # The worker's protobuf CollectionBytes: the converter reads its ``bytes`` field.
+    return meta.Datum(SimpleNamespace(bytes=[e.body for e in events]), "collection_bytes"), metadata
+
+
+def decode_eventhub_events(datum: meta.Datum, trigger_metadata: Mapping[str, meta.Datum]) -> list[func.EventHubEvent]:
+    """The ``events`` argument of a cardinality-many trigger, exactly as the worker decodes it."""
+    decoded = EventHubTriggerConverter.decode(datum, trigger_metadata=trigger_metadata)
+    return list(decoded) if isinstance(decoded, list) else [decoded]
 
 
 class HttpResult:

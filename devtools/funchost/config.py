@@ -19,6 +19,14 @@ FUNCTION_KEY_SETTING = "FUNCHOST_FUNCTION_KEY"
 MASTER_KEY_SETTING = "FUNCHOST_MASTER_KEY"
 SHUTDOWN_TIMEOUT_SETTING = "FUNCHOST_SHUTDOWN_TIMEOUT"
 STATE_DIR_SETTING = "FUNCHOST_STATE_DIR"
+# How long a fetched queue message stays invisible while it runs (seconds); the host's is 10 minutes. Tests
+# shorten it so a message a killed instance held comes back in seconds.
+QUEUE_RECEIVE_LEASE_SETTING = "FUNCHOST_QUEUE_RECEIVE_LEASE"
+DEFAULT_QUEUE_RECEIVE_LEASE = 600.0
+# App settings that override host.json values, as on the host: AzureFunctionsJobHost__extensions__queues__batchSize.
+HOST_JSON_OVERRIDE_PREFIX = "AzureFunctionsJobHost__"
+# The host ID (the host's app setting); it names the singleton lock blobs of the app's timers.
+HOST_ID_SETTING = "AzureFunctionsWebHost__hostid"
 DEFAULT_STORAGE_SETTING = "AzureWebJobsStorage"
 # The host's request body limit is an app setting (bytes), not a host.json option.
 REQUEST_BODY_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
@@ -33,6 +41,8 @@ MIN_POLLING_INTERVAL = 0.1
 # functionTimeout when host.json does not set it: the host's default outside the Consumption plan.
 DEFAULT_FUNCTION_TIMEOUT = 30 * 60.0
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# host.json singleton.listenerLockPeriod and listenerLockRecoveryPollingInterval: the host's defaults, 1 min.
+DEFAULT_LISTENER_LOCK_PERIOD = 60.0
 
 _TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2})(?::(?P<s>\d{1,2})(?:\.(?P<f>\d{1,7}))?)?$")
 _EXPRESSION = re.compile(r"%([^%]+)%")
@@ -108,12 +118,36 @@ class QueueOptions:
 
 
 @dataclass(frozen=True)
+class SingletonOptions:
+    """host.json ``singleton``: the listener lock that makes a timer fire on one instance only.
+
+    The lock is a blob lease, so its period must be one Blob Storage accepts (15 to 60 s).
+    """
+
+    listener_lock_period: float = DEFAULT_LISTENER_LOCK_PERIOD
+    listener_lock_recovery_polling_interval: float = DEFAULT_LISTENER_LOCK_PERIOD
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> SingletonOptions:
+        lowered = {k.lower(): v for k, v in raw.items()}
+        period = parse_timespan(lowered.get("listenerlockperiod", DEFAULT_LISTENER_LOCK_PERIOD))
+        if not 15 <= period <= 60:
+            raise ConfigError(f"singleton.listenerLockPeriod must be 00:00:15..00:01:00 (a blob lease), got {period}")
+        recovery = parse_timespan(lowered.get("listenerlockrecoverypollinginterval", DEFAULT_LISTENER_LOCK_PERIOD))
+        if recovery <= 0:
+            raise ConfigError(f"singleton.listenerLockRecoveryPollingInterval must be positive, got {recovery}")
+        return cls(listener_lock_period=period, listener_lock_recovery_polling_interval=recovery)
+
+
+@dataclass(frozen=True)
 class HostConfig:
     """The parts of host.json the harness honours."""
 
     route_prefix: str = "api"
     queues: QueueOptions = field(default_factory=QueueOptions)
     function_timeout: float | None = DEFAULT_FUNCTION_TIMEOUT
+    eventhub_max_batch: int = 100  # extensions.eventHubs.maxEventBatchSize
+    singleton: SingletonOptions = field(default_factory=SingletonOptions)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> HostConfig:
@@ -126,10 +160,15 @@ class HostConfig:
         timeout_raw = raw.get("functionTimeout", DEFAULT_FUNCTION_TIMEOUT)
         unbounded = timeout_raw is None or timeout_raw == "-1"
         timeout = None if unbounded else parse_timespan(timeout_raw)
+        batch = _section(extensions, "eventHubs").get("maxEventBatchSize", 100)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"extensions.eventHubs.maxEventBatchSize must be a positive integer, got {batch!r}")
         return cls(
             route_prefix=prefix.strip("/"),
             queues=QueueOptions.from_json(_section(extensions, "queues")),
             function_timeout=timeout,
+            eventhub_max_batch=batch,
+            singleton=SingletonOptions.from_json(_section(raw, "singleton")),
         )
 
 
@@ -138,6 +177,44 @@ def _section(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"host.json section {name!r} must be an object")
     return value
+
+
+def with_setting_overrides(host_json: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """host.json with the values that app settings override, as the host reads them:
+    ``AzureFunctionsJobHost__extensions__queues__batchSize=8`` sets ``extensions.queues.batchSize`` to "8"
+    (path segments match case-insensitively; missing sections are created)."""
+    result: dict[str, Any] = json.loads(json.dumps(dict(host_json)))
+    for key, value in env.items():
+        if not key.startswith(HOST_JSON_OVERRIDE_PREFIX):
+            continue
+        *sections, leaf = key[len(HOST_JSON_OVERRIDE_PREFIX) :].split("__")
+        node = result
+        for name in sections:
+            existing = next((k for k in node if k.lower() == name.lower()), name)
+            child = node.get(existing)
+            if not isinstance(child, dict):
+                child = node[existing] = {}
+            node = child
+        node[next((k for k in node if k.lower() == leaf.lower()), leaf)] = value
+    return result
+
+
+def host_id(env: Mapping[str, str], app_dir: Path) -> str:
+    """``AzureFunctionsWebHost__hostid``, else one made from the app folder's name the way the host makes it
+    from the app's name (lower case, at most 32 characters)."""
+    explicit = next((v for k, v in env.items() if k.lower() == HOST_ID_SETTING.lower() and v), "")
+    if explicit:
+        return explicit.lower()
+    name = re.sub(r"[^a-z0-9-]", "-", app_dir.name.lower()).strip("-") or "funchost"
+    return name[:32].rstrip("-")
+
+
+def queue_receive_lease(env: Mapping[str, str]) -> float:
+    """``FUNCHOST_QUEUE_RECEIVE_LEASE`` seconds (the host's 10 minutes when unset); at least 1 s."""
+    lease = float_setting(env, QUEUE_RECEIVE_LEASE_SETTING, DEFAULT_QUEUE_RECEIVE_LEASE)
+    if lease < 1:
+        raise ConfigError(f"setting {QUEUE_RECEIVE_LEASE_SETTING} must be at least 1 second, got {lease}")
+    return lease
 
 
 def load_host_json(app_dir: Path) -> dict[str, Any]:
@@ -280,6 +357,24 @@ def state_dir(env: Mapping[str, str]) -> Path | None:
     """Where timer schedule status is persisted between runs, or None to keep it in memory only."""
     raw = env.get(STATE_DIR_SETTING)
     return Path(raw) if raw else None
+
+
+def eventhub_namespace(connection: str | None, env: Mapping[str, str]) -> str:
+    """The namespace host an Event Hubs binding's ``connection`` names, resolved like the host does: a
+    connection string (``Endpoint=sb://<ns>/;...``) in the setting itself, else the identity-based
+    ``<connection>__fullyQualifiedNamespace``."""
+    name = connection or "AzureWebJobsEventHub"
+    value = env.get(name, "").strip()
+    if value:
+        for part in value.split(";"):
+            key, _, endpoint = part.partition("=")
+            if key.strip().lower() == "endpoint":
+                return endpoint.strip().removeprefix("sb://").strip("/").lower()
+        raise ConfigError(f"the connection string in '{name}' has no Endpoint")
+    host = env.get(f"{name}__fullyQualifiedNamespace", "").strip()
+    if not host:
+        raise ConfigError(f"Event Hubs connection '{name}' is not set ({name}__fullyQualifiedNamespace or {name})")
+    return host.lower()
 
 
 def is_disabled(function_name: str, env: Mapping[str, str]) -> bool:

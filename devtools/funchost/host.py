@@ -26,15 +26,21 @@ from devtools.funchost.config import (
     ConfigError,
     HostConfig,
     HostKeys,
+    eventhub_namespace,
     float_setting,
+    host_id,
     is_disabled,
+    queue_receive_lease,
     request_body_limit,
     resolve_expression,
     state_dir,
     storage_connection,
+    with_setting_overrides,
 )
+from devtools.funchost.eventhubs import EventHubListener, EventHubStandIn, RetryPolicy
 from devtools.funchost.http import HttpFrontend, build_routes
 from devtools.funchost.indexing import (
+    EVENTHUB_TRIGGER,
     HTTP_TRIGGER,
     QUEUE_TRIGGER,
     TIMER_TRIGGER,
@@ -44,6 +50,7 @@ from devtools.funchost.indexing import (
 )
 from devtools.funchost.invoke import REASON_HOST_API, Invoker
 from devtools.funchost.queues import QueueListener
+from devtools.funchost.singleton import LOCK_CONTAINER, ListenerLock, blob_service, lock_blob_name
 from devtools.funchost.timers import ScheduleMonitor, TimerRunner, describe, parse_schedule
 
 logger = logging.getLogger("funchost")
@@ -71,7 +78,8 @@ class FuncHost:
     ) -> None:
         self.app_dir = Path(app_dir).resolve()
         self.env: Mapping[str, str] = env if env is not None else os.environ
-        self.config = HostConfig.from_json(host_json or {})
+        self.config = HostConfig.from_json(with_setting_overrides(host_json or {}, self.env))
+        self.host_id = host_id(self.env, self.app_dir)
         self.keys = HostKeys.from_env(self.env)
         self.host = host
         self.port = port
@@ -85,7 +93,11 @@ class FuncHost:
         self._app = app
         self._invoker = Invoker(app_dir=str(self.app_dir), function_timeout=self.config.function_timeout)
         self._queues: list[QueueListener] = []
+        self._hub_listeners: list[EventHubListener] = []
+        self.eventhubs = EventHubStandIn()  # the namespaces Event Hubs triggers read (docs/eventhubs.md)
         self._timers: dict[str, TimerRunner] = {}
+        self._locks: list[ListenerLock] = []
+        self._blobs: tuple[Any, Any] | None = None  # (BlobServiceClient, credential) of the timers' locks
         self._manual: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._on_stop = on_stop
@@ -107,7 +119,12 @@ class FuncHost:
         for name in self.errors:
             self.functions.pop(name, None)
         frontend = HttpFrontend(
-            routes=routes, keys=self.keys, invoker=self._invoker, admin=self, max_body=self.max_body
+            routes=routes,
+            keys=self.keys,
+            invoker=self._invoker,
+            admin=self,
+            max_body=self.max_body,
+            extra_routes=self.eventhubs.routes(),
         )
         self._runner = web.AppRunner(frontend.application(), access_log=None, shutdown_timeout=self.shutdown_timeout)
         await self._runner.setup()
@@ -120,7 +137,9 @@ class FuncHost:
                 if function.trigger_type == QUEUE_TRIGGER:
                     await self._start_queue(function)
                 elif function.trigger_type == TIMER_TRIGGER:
-                    self._start_timer(function)
+                    await self._start_timer(function)
+                elif function.trigger_type == EVENTHUB_TRIGGER:
+                    self._start_eventhub(function)
             except (ConfigError, ValueError) as exc:
                 self._in_error(function, str(exc))
             except Exception as exc:  # e.g. storage unreachable: the function is in error, the rest runs
@@ -150,9 +169,16 @@ class FuncHost:
             queue.request_stop()
         for timer in self._timers.values():
             timer.request_stop()
+        for lock in self._locks:
+            lock.request_stop()
+        for hub in self._hub_listeners:
+            hub.request_stop()
         await asyncio.gather(
-            *(q.stop(remaining()) for q in self._queues), *(t.stop(remaining()) for t in self._timers.values())
+            *(q.stop(remaining()) for q in self._queues),
+            *(t.stop(remaining()) for t in self._timers.values()),
+            *(h.stop(remaining()) for h in self._hub_listeners),
         )
+        await self._release_locks(remaining())
         if self._runner is not None:
             await self._runner.cleanup()
         left = await self._invoker.drain(remaining())
@@ -200,11 +226,30 @@ class FuncHost:
             connection=storage_connection(function.connection, self.env),
             options=self.config.queues,
             invoker=self._invoker,
+            receive_lease=queue_receive_lease(self.env),
         )
         await listener.start()
         self._queues.append(listener)
 
-    def _start_timer(self, function: FunctionInfo) -> None:
+    def _start_eventhub(self, function: FunctionInfo) -> None:
+        if function.cardinality != "many":
+            raise ConfigError("funchost runs Event Hubs triggers with cardinality 'many' only")
+        namespace = eventhub_namespace(function.connection, self.env)
+        hub = self.eventhubs.hub(namespace, resolve_expression(function.event_hub_name, self.env))
+        listener = EventHubListener(
+            function,
+            hub,
+            self._invoker,
+            namespace=namespace,
+            max_batch=self.config.eventhub_max_batch,
+            retry=RetryPolicy.of(function.retry),
+        )
+        listener.start()
+        self._hub_listeners.append(listener)
+
+    async def _start_timer(self, function: FunctionInfo) -> None:
+        """Schedule the timer while this instance holds its singleton lock (docs/local-harness.md); without
+        storage settings there is no lock and it runs here regardless."""
         schedule = parse_schedule(resolve_expression(function.schedule, self.env))
         directory = state_dir(self.env)
         runner = TimerRunner(
@@ -213,8 +258,33 @@ class FuncHost:
             invoker=self._invoker,
             monitor=ScheduleMonitor(directory) if directory else None,
         )
-        runner.start()
         self._timers[function.name] = runner
+        if self._blobs is None:
+            self._blobs = blob_service(self.env) or (None, None)
+        service = self._blobs[0]
+        if service is None:
+            logger.warning("Timer '%s' runs without a singleton lock: AzureWebJobsStorage is not set", function.name)
+            runner.start()
+            return
+        options = self.config.singleton
+        lock = ListenerLock(
+            service.get_container_client(LOCK_CONTAINER),
+            lock_blob_name(self.host_id, function.name),
+            period=options.listener_lock_period,
+            recovery_interval=options.listener_lock_recovery_polling_interval,
+            on_acquired=runner.start,
+            on_lost=runner.request_stop,
+        )
+        lock.start()
+        self._locks.append(lock)
+
+    async def _release_locks(self, timeout: float) -> None:
+        await asyncio.gather(*(lock.stop(timeout) for lock in self._locks))
+        service, credential = self._blobs or (None, None)
+        if service is not None:
+            await service.close()
+        if credential is not None:
+            await credential.close()
 
     # Admin API (used by the HTTP front end) ----------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -238,6 +308,8 @@ class FuncHost:
                 item.update(describe(function, self._timers[function.name].schedule))
             elif function.trigger_type == QUEUE_TRIGGER:
                 item.update(queueName=function.queue_name)
+            elif function.trigger_type == EVENTHUB_TRIGGER:
+                item.update(eventHubName=function.event_hub_name)
             listing.append(item)
         return listing
 
@@ -248,6 +320,10 @@ class FuncHost:
             raise ValueError(f"{name} is HTTP-triggered: call its route")
         if function.trigger_type == TIMER_TRIGGER:
             self._timers[name].fire()
+            return
+        if function.trigger_type == EVENTHUB_TRIGGER:  # the host sends the input as one event
+            (listener,) = [h for h in self._hub_listeners if h.function.name == name]
+            listener.hub.send(data.encode("utf-8"))
             return
         metadata = queue_trigger_metadata(
             message_id=str(uuid.uuid4()),

@@ -149,7 +149,9 @@ class HttpFrontend:
         invoker: Invoker,
         admin: AdminApi,
         max_body: int = DEFAULT_REQUEST_BODY_LIMIT,
+        extra_routes: list[web.RouteDef] | None = None,
     ) -> None:
+        self._extra_routes = extra_routes or []  # the harness's own stand-ins (e.g. the event hubs')
         self._routes = routes
         self._keys = keys
         self._invoker = invoker
@@ -161,6 +163,7 @@ class HttpFrontend:
         app.router.add_get("/admin/host/status", self._host_status)
         app.router.add_get("/admin/functions", self._list_functions)
         app.router.add_post("/admin/functions/{name}", self._run_function)
+        app.router.add_routes(self._extra_routes)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._dispatch)  # also paths with encoded newlines
         return app
 

@@ -21,7 +21,8 @@ logger = logging.getLogger("funchost")
 HTTP_TRIGGER = "httpTrigger"
 QUEUE_TRIGGER = "queueTrigger"
 TIMER_TRIGGER = "timerTrigger"
-SUPPORTED_TRIGGERS = (HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER)
+EVENTHUB_TRIGGER = "eventHubTrigger"
+SUPPORTED_TRIGGERS = (HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, EVENTHUB_TRIGGER)
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 
 
@@ -50,6 +51,7 @@ class FunctionInfo:
     trigger_type: str
     trigger: dict[str, Any]
     bindings: tuple[dict[str, Any], ...] = field(default=())
+    retry: dict[str, Any] | None = None  # the ``@app.retry`` policy, as the worker reports it to the host
 
     @property
     def arg_name(self) -> str:
@@ -92,6 +94,19 @@ class FunctionInfo:
     def connection(self) -> str | None:
         value = self.trigger.get("connection")
         return str(value) if value else None
+
+    # Event Hubs trigger -------------------------------------------------------------------------
+    @property
+    def event_hub_name(self) -> str:
+        return str(self.trigger.get("eventHubName", ""))
+
+    @property
+    def consumer_group(self) -> str:
+        return str(self.trigger.get("consumerGroup") or "$Default")
+
+    @property
+    def cardinality(self) -> str:
+        return str(self.trigger.get("cardinality", "one")).lower()
 
     # Timer trigger ------------------------------------------------------------------------------
     @property
@@ -138,6 +153,13 @@ def _unsupported_bindings(bindings: list[dict[str, Any]]) -> list[str]:
     return names
 
 
+def _retry_policy(function: Any) -> dict[str, Any] | None:
+    """The function's retry setting (``@app.retry``); the worker sends it beside the bindings."""
+    settings = getattr(function, "get_settings_dict", None)
+    policy = settings("retry_policy") if settings is not None else None
+    return dict(policy) if isinstance(policy, dict) else None
+
+
 def index(app: FunctionSource, errors: dict[str, str] | None = None) -> list[FunctionInfo]:
     """Every function the harness can run; the others are logged, recorded in ``errors`` and left out,
     as the host reports a function in error and keeps serving the rest."""
@@ -167,6 +189,7 @@ def index(app: FunctionSource, errors: dict[str, str] | None = None) -> list[Fun
                 trigger_type=str(trigger["type"]),
                 trigger=dict(trigger),
                 bindings=tuple(bindings),
+                retry=_retry_policy(function),
             )
         )
     return found

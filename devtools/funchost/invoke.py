@@ -52,15 +52,19 @@ class _TraceContext(func_abc.TraceContext):
 
 
 class _RetryContext(func_abc.RetryContext):
-    """No runtime retry policy applies to HTTP/queue/timer triggers here: always the first try."""
+    """Which try this is under the function's retry policy (only the Event Hubs trigger retries here)."""
+
+    def __init__(self, retry_count: int = 0, max_retry_count: int = 0) -> None:
+        self._retry_count = retry_count
+        self._max_retry_count = max_retry_count
 
     @property
     def retry_count(self) -> int:
-        return 0
+        return self._retry_count
 
     @property
     def max_retry_count(self) -> int:
-        return 0
+        return self._max_retry_count
 
     @property
     def exception(self) -> Any:
@@ -72,12 +76,19 @@ class InvocationContext(func.Context):
 
     _thread_local = threading.local()
 
-    def __init__(self, invocation_id: str, function_name: str, function_directory: str, trace_parent: str):
+    def __init__(
+        self,
+        invocation_id: str,
+        function_name: str,
+        function_directory: str,
+        trace_parent: str,
+        retry: tuple[int, int] = (0, 0),
+    ):
         self._invocation_id = invocation_id
         self._function_name = function_name
         self._function_directory = function_directory
         self._trace_context = _TraceContext(trace_parent)
-        self._retry_context = _RetryContext()
+        self._retry_context = _RetryContext(*retry)
 
     @property
     def invocation_id(self) -> str:
@@ -105,10 +116,11 @@ class InvocationContext(func.Context):
 
 
 def _trace_parent(invocation_id: str, incoming: str | None) -> str:
-    """A W3C traceparent: the caller's trace continued, or a new one keyed on the invocation id."""
+    """A W3C traceparent: the caller's trace continued, or a new one keyed on the invocation id, marked
+    sampled (flag 01) as a host with a telemetry sink and no sampling would: the app's spans follow this flag."""
     if incoming:
         return incoming
-    return f"00-{uuid.UUID(invocation_id).hex}-{uuid.uuid4().hex[:16]}-00"
+    return f"00-{uuid.UUID(invocation_id).hex}-{uuid.uuid4().hex[:16]}-01"
 
 
 class Invoker:
@@ -131,9 +143,10 @@ class Invoker:
         *,
         reason: str,
         trace_parent: str | None = None,
+        retry: tuple[int, int] = (0, 0),
     ) -> Any:
         """Invoke once; return what the function returned, or raise what it raised (after logging)."""
-        task = asyncio.ensure_future(self._run(function, trigger_value, reason, trace_parent))
+        task = asyncio.ensure_future(self._run(function, trigger_value, reason, trace_parent, retry))
         self._in_flight.add(task)
         task.add_done_callback(self._finished)
         return await asyncio.shield(task)
@@ -143,12 +156,14 @@ class Invoker:
         if not task.cancelled():
             task.exception()  # retrieved here: a caller that went away must not leave it unobserved
 
-    async def _run(self, function: FunctionInfo, trigger_value: Any, reason: str, trace_parent: str | None) -> Any:
+    async def _run(
+        self, function: FunctionInfo, trigger_value: Any, reason: str, trace_parent: str | None, retry: tuple[int, int]
+    ) -> Any:
         invocation_id = str(uuid.uuid4())
         kwargs: dict[str, Any] = {function.arg_name: trigger_value}
         if function.wants_context:
             kwargs["context"] = InvocationContext(
-                invocation_id, function.name, self._app_dir, _trace_parent(invocation_id, trace_parent)
+                invocation_id, function.name, self._app_dir, _trace_parent(invocation_id, trace_parent), retry
             )
         logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", function.name, reason, invocation_id)
         started = time.perf_counter()

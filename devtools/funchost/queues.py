@@ -139,25 +139,30 @@ class QueueListener:
         invoker: Invoker,
         clients: tuple[QueueOperations, QueueOperations] | None = None,
         settle_delays: Sequence[float] = SETTLE_RETRY_DELAYS,
+        receive_lease: float = RECEIVE_VISIBILITY_TIMEOUT,
     ) -> None:
         """``clients`` (trigger queue, poison queue) replaces the Storage clients made from
-        ``connection`` (tests pass fakes)."""
+        ``connection`` (tests pass fakes). ``receive_lease`` is how long a fetched message stays invisible
+        (the host's 10 minutes unless the harness setting ``FUNCHOST_QUEUE_RECEIVE_LEASE`` shortens it)."""
         self.function = function
         self.queue_name = queue_name
         self._options = options
         self._invoker = invoker
         self._settle_delays = tuple(settle_delays)
+        self._receive_lease = max(1, int(receive_lease))
         self._credential: AsyncTokenCredential | None = None
         if clients is None:
             # Short SDK retries: the poll loop retries anyway, and shutdown should not wait out a long
             # back-off. (The client builds its async ExponentialRetry from these keywords: ~1 s, 3 s, 5 s.)
-            retry: dict[str, Any] = {
+            # No proxy lookup: aiohttp would otherwise read proxy settings and ~/.netrc in a thread per request.
+            client_options: dict[str, Any] = {
                 "initial_backoff": 1,
                 "increment_base": 2,
                 "retry_total": 3,
                 "random_jitter_range": 0,
+                "use_env_settings": False,
             }
-            clients, self._credential = open_queue_clients(connection, queue_name, retry)
+            clients, self._credential = open_queue_clients(connection, queue_name, client_options)
         self._client: QueueOperations = clients[0]
         self._poison: QueueOperations = clients[1]
         self._stopping = asyncio.Event()
@@ -241,7 +246,10 @@ class QueueListener:
                     async for m in self._client.receive_messages(
                         messages_per_page=options.batch_size,
                         max_messages=options.batch_size,
-                        visibility_timeout=RECEIVE_VISIBILITY_TIMEOUT,
+                        visibility_timeout=self._receive_lease,
+                        # One attempt: a retry inside the SDK would hide a receive whose answer was lost
+                        # (its messages stay invisible for the lease); this loop retries and logs it.
+                        retry_total=0,
                     )
                 ]
             except AzureError as exc:
@@ -320,7 +328,7 @@ class QueueListener:
                         message.id,
                         attempts,
                         exc,
-                        RECEIVE_VISIBILITY_TIMEOUT,
+                        self._receive_lease,
                     )
                     return False
                 delay = self._settle_delays[attempt - 1]

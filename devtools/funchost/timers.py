@@ -148,9 +148,16 @@ class TimerRunner:
         self._task: asyncio.Task[None] | None = None
         self._extra: set[asyncio.Task[None]] = set()
         self._last: datetime | None = None
+        self._started = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=f"funchost-timer-{self.function.name}")
+        """Start scheduling (again, after ``request_stop``: a run still in progress finishes first)."""
+        if self._task is not None and not self._task.done():
+            self._extra.add(self._task)
+            self._task.add_done_callback(self._extra.discard)
+        self._stopping = asyncio.Event()
+        first, self._started = not self._started, True
+        self._task = asyncio.create_task(self._loop(self._stopping, first), name=f"funchost-timer-{self.function.name}")
 
     async def stop(self, timeout: float) -> None:
         """Stop scheduling; let a run in progress finish within ``timeout`` (then it is cancelled)."""
@@ -176,13 +183,16 @@ class TimerRunner:
     async def _fire_manual(self, reason: str) -> None:
         await self._fire(datetime.now(UTC), reason=reason, manual=True)
 
-    async def _sleep_until(self, moment: datetime) -> None:
+    @staticmethod
+    async def _sleep_until(moment: datetime, stopping: asyncio.Event) -> None:
         delay = (moment - datetime.now(UTC)).total_seconds()
         if delay > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                await asyncio.wait_for(stopping.wait(), timeout=delay)
 
-    async def _loop(self) -> None:
+    async def _loop(self, stopping: asyncio.Event, first: bool = True) -> None:
+        """Schedule until ``stopping``; ``run_on_startup`` runs on the first start only (a restart after the
+        singleton lock came back is not a start of the host)."""
         now = datetime.now(UTC)
         status = self._monitor.load(self.function.name) if self._monitor else None
         if status is not None:
@@ -191,12 +201,12 @@ class TimerRunner:
         if status is not None and status["Next"] + self._tolerance < now:
             started = await self._fire(status["Next"], reason=f"Timer fired at {_iso(now)}")
             base = started
-        elif self.function.run_on_startup:
+        elif self.function.run_on_startup and first:
             await self._fire(now, reason=f"Timer fired at {_iso(now)}")
         due = self.schedule.next_after(base)
-        while not self._stopping.is_set():
-            await self._sleep_until(due)
-            if self._stopping.is_set():
+        while not stopping.is_set():
+            await self._sleep_until(due, stopping)
+            if stopping.is_set():
                 break
             started = await self._fire(due, reason=f"Timer fired at {_iso(datetime.now(UTC))}")
             # A late run absorbs every occurrence up to its start; an on-time one absorbs none, so an

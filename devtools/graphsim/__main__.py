@@ -34,6 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="skip",
         help="nextLinks of message lists carry $skip or $skiptoken",
     )
+    parser.add_argument(
+        "--eventhub-endpoint",
+        default="",
+        help="loopback base URL of an Event Hubs stand-in (the local harness: http://127.0.0.1:<port>/_eventhubs) "
+        "that EventHub: notification URLs are delivered to",
+    )
     return parser.parse_args(argv)
 
 
@@ -46,6 +52,7 @@ async def serve(args: argparse.Namespace) -> None:
         latency_ms=args.latency_ms,
         token=args.token,
         message_paging=args.message_paging,
+        eventhub_endpoint=args.eventhub_endpoint,
     )
     runner = web.AppRunner(build_app(Simulator(config)), access_log=None, handle_signals=False)
     await runner.setup()

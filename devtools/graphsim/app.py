@@ -13,6 +13,7 @@ from devtools.graphsim.graph_batch import BatchRoute
 from devtools.graphsim.graph_mail import MailRoutes
 from devtools.graphsim.graph_subscriptions import SubscriptionRoutes
 from devtools.graphsim.graph_users import UserRoutes
+from devtools.graphsim.rich_routes import RichRoutes
 from devtools.graphsim.routing import GraphPipeline, Router
 from devtools.graphsim.service_principals import ServicePrincipalRoutes
 from devtools.graphsim.simulator import Simulator
@@ -61,5 +62,6 @@ def build_app(sim: Simulator) -> web.Application:
     app[SIMULATOR_KEY] = sim
     app.router.add_route("*", API_PREFIX + "/{tail:.*}", graph_entry)
     Control(sim).register(app)
+    RichRoutes(sim).register(app)
     app.on_cleanup.append(close_deliveries)
     return app

@@ -180,15 +180,26 @@ class SimControl:
         probability: float = 1.0,
         count: int | None = None,
         error_code: str | None = None,
+        after: int = 0,
+        query_param: str | None = None,
     ) -> str:
-        """Activate a fault rule (``path`` is a regex on the path after /v1.0); returns its id."""
-        spec: JsonDict = {"path": path, "action": action, "probability": probability, "latency_ms": latency_ms}
+        """Activate a fault rule (``path`` is a regex on the path after /v1.0); returns its id. ``after``
+        matching requests pass before it fires (to fail a paged read in its middle); with ``query_param``
+        only requests carrying that parameter match (``"$skiptoken"``: every page but the first)."""
+        spec: JsonDict = {
+            "path": path,
+            "action": action,
+            "probability": probability,
+            "latency_ms": latency_ms,
+            "after": after,
+        }
         optional = {
             "status": status,
             "method": method,
             "retry_after": retry_after,
             "count": count,
             "error_code": error_code,
+            "query_param": query_param,
         }
         spec.update({k: v for k, v in optional.items() if v is not None})
         rule_id: str = self._call("POST", "/faults", json=spec)["id"]
@@ -242,3 +253,25 @@ class SimControl:
         if status is None:
             return int(entry["count"])
         return int(entry["statuses"].get(str(status), 0))
+
+    # Rich notifications ----------------------------------------------------------------------------
+    @property
+    def openid_configuration_url(self) -> str:
+        """Where the simulated token service publishes its OpenID configuration (the verifier's setting)."""
+        return f"{self.root_url}/common/.well-known/openid-configuration"
+
+    def richdata(self) -> JsonDict:
+        """Pending rich-notification faults, signing key ids and the verifier's document fetches."""
+        result: JsonDict = self._call("GET", "/richdata")
+        return result
+
+    def add_rich_fault(self, fault: str, count: int = 1) -> JsonDict:
+        """Spoil the next ``count`` items (tampered_data, bad_data_signature, unknown_certificate_id) or POSTs
+        (wrong_signature, wrong_audience, expired_token, wrong_issuer, wrong_publisher, no_tokens)."""
+        result: JsonDict = self._call("POST", "/richdata/faults", json={"fault": fault, "count": count})
+        return result
+
+    def rotate_signing_key(self, keep_previous: bool = False) -> JsonDict:
+        """Sign validation tokens with a new key (new kid) from now on."""
+        result: JsonDict = self._call("POST", "/richdata/rotate-signing-key", json={"keep_previous": keep_previous})
+        return result

@@ -17,6 +17,7 @@ RUNTIME_KEYS = frozenset(
         "max_items_per_post",
         "handshake_timeout_s",
         "message_paging",
+        "eventhub_endpoint",
     }
 )
 TENANT_KEYS = frozenset({"seed", "users", "messages_per_user"})
@@ -45,6 +46,8 @@ class SimConfig:
     max_items_per_post: int = 100
     handshake_timeout_s: float = 10.0
     message_paging: str = "skip"
+    # Where EventHub: notification URLs are delivered: a stand-in namespace's loopback base URL ("" = none).
+    eventhub_endpoint: str = ""
 
     def __post_init__(self) -> None:
         checks = {
@@ -58,6 +61,7 @@ class SimConfig:
             "max_items_per_post": 1 <= self.max_items_per_post <= 10_000,
             "handshake_timeout_s": 0 < self.handshake_timeout_s <= 600,
             "message_paging": self.message_paging in MESSAGE_PAGING,
+            "eventhub_endpoint": self.eventhub_endpoint == "" or self.eventhub_endpoint.startswith("http://127.0.0.1:"),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

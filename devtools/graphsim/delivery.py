@@ -1,6 +1,11 @@
 """Outgoing HTTP to subscribers, as Graph does it: the validation handshake, and change /
 lifecycle notifications coalesced per URL and retried with exponential backoff.
 
+An ``EventHub:`` notification URL is delivered to an event hub instead: each batch (one subscription's
+items, with the subscription id as partition key) becomes one event whose body is the POST body Graph would
+have sent, written to the stand-in namespace at ``eventhub_endpoint`` (the local harness serves one at
+``<app>/_eventhubs``) in the Event Hubs REST shape: ``POST <endpoint>/<namespace>/<hub>/messages``.
+
 Every attempt is recorded so tests can see retries, and ``wait_idle`` lets them wait
 until nothing is pending instead of sleeping.
 """
@@ -21,9 +26,12 @@ import aiohttp
 
 from devtools.graphsim.clock import SimClock
 from devtools.graphsim.config import SimConfig
+from devtools.graphsim.subscriptions import EventHubAddress, eventhub_address
 from devtools.graphsim.wire import JsonObj
 
 MAX_RECORDS = 50_000
+EVENTHUB_BATCH_TYPE = "application/vnd.microsoft.servicebus.json"
+Key = tuple[str, str, str]  # (kind, URL, partition key or "")
 
 
 @dataclass
@@ -32,7 +40,7 @@ class DeliveryRecord:
 
     seq: int
     time: float
-    kind: str  # "notification" | "lifecycle" | "validation"
+    kind: str  # "notification" | "lifecycle" | "validation" (an event hub's validation message too)
     url: str
     items: int
     attempt: int
@@ -65,13 +73,15 @@ class Deliverer:
     def __init__(self, config: Callable[[], SimConfig], clock: SimClock) -> None:
         self._config = config
         self._clock = clock
-        self._pending: dict[tuple[str, str], list[JsonObj]] = {}
-        self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._pending: dict[Key, list[JsonObj]] = {}
+        self._workers: dict[Key, asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._session: aiohttp.ClientSession | None = None
         self._seq = 0
         self.records: list[DeliveryRecord] = []
+        # Top-level fields a POST carries beside "value" (rich notifications: validationTokens; rich.py).
+        self.body_extras: Callable[[str, list[JsonObj]], JsonObj] = lambda _url, _batch: {}
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -80,41 +90,48 @@ class Deliverer:
 
     # Notifications -------------------------------------------------------------------
     def enqueue(self, kind: str, url: str, items: list[JsonObj]) -> None:
-        """Queue items for ``url``; items queued before the worker runs share a POST."""
-        if not items:
-            return
-        key = (kind, url)
-        self._pending.setdefault(key, []).extend(items)
-        if key not in self._workers:
-            self._idle.clear()
-            self._workers[key] = asyncio.get_running_loop().create_task(self._drain(key))
+        """Queue items for ``url``; items queued before the worker runs share a POST (an event hub: an event per
+        subscription, so a subscription's events share a partition key)."""
+        hub = eventhub_address(url) is not None
+        for item in items:
+            key = (kind, url, str(item.get("subscriptionId")) if hub else "")
+            self._pending.setdefault(key, []).append(item)
+            if key not in self._workers:
+                self._idle.clear()
+                self._workers[key] = asyncio.get_running_loop().create_task(self._drain(key))
 
     @property
     def pending(self) -> int:
         """Items queued but not yet delivered or given up on (in-flight batches excluded)."""
         return sum(len(items) for items in self._pending.values())
 
-    async def _drain(self, key: tuple[str, str]) -> None:
+    async def _drain(self, key: Key) -> None:
         try:
             while self._pending.get(key):
                 queue = self._pending[key]
                 limit = self._config().max_items_per_post
                 batch, self._pending[key] = queue[:limit], queue[limit:]
-                await self._deliver(key[0], key[1], batch)
+                await self._deliver(key[0], key[1], batch, key[2] or None)
         finally:
             self._pending.pop(key, None)
             self._workers.pop(key, None)
             if not self._workers:
                 self._idle.set()
 
-    async def _deliver(self, kind: str, url: str, batch: list[JsonObj]) -> None:
-        payload = json.dumps({"value": batch}).encode()
+    async def _deliver(self, kind: str, url: str, batch: list[JsonObj], partition_key: str | None = None) -> None:
+        # Validation tokens ride on webhook POSTs only (an event hub's events carry none).
+        extras = {} if eventhub_address(url) is not None else self.body_extras(url, batch)
+        payload = json.dumps({"value": batch, **extras}).encode()
         sub_ids = sorted({str(item.get("subscriptionId")) for item in batch})
         attempt = 0
         while True:
             attempt += 1
             config = self._config()
-            status, error, latency = await self._post(url, payload, config.delivery_timeout_s)
+            hub = eventhub_address(url)
+            if hub is None:
+                status, error, latency = await self._post(url, payload, config.delivery_timeout_s)
+            else:
+                status, error, latency = await self._send_event(hub, payload, partition_key, config)
             ok = status is not None and 200 <= status < 300
             last = attempt >= config.delivery_max_attempts
             outcome = "delivered" if ok else ("failed" if last else "retrying")
@@ -138,6 +155,33 @@ class Deliverer:
                 error = None
         except TimeoutError:
             status, error = None, f"timeout after {timeout_s} s"
+        except aiohttp.ClientError as exc:
+            status, error = None, f"{type(exc).__name__}: {exc}"
+        return status, error, (time.perf_counter() - started) * 1000
+
+    async def _send_event(
+        self, hub: EventHubAddress, payload: bytes, partition_key: str | None, config: SimConfig
+    ) -> tuple[int | None, str | None, float]:
+        """One event into the hub, through the stand-in namespace's REST-shaped send (201 when stored)."""
+        if not config.eventhub_endpoint:
+            return None, "no event hub stand-in configured (eventhub_endpoint)", 0.0
+        url = f"{config.eventhub_endpoint.rstrip('/')}/{hub.namespace}/{quote(hub.hub, safe='')}/messages"
+        event: JsonObj = {"Body": payload.decode("utf-8")}
+        if partition_key is not None:
+            event["BrokerProperties"] = {"PartitionKey": partition_key}
+        started = time.perf_counter()
+        try:
+            async with self._http().post(
+                url,
+                data=json.dumps([event]).encode(),
+                headers={"Content-Type": EVENTHUB_BATCH_TYPE},
+                timeout=aiohttp.ClientTimeout(total=config.delivery_timeout_s),
+            ) as response:
+                await response.read()
+                status: int | None = response.status
+                error = None
+        except TimeoutError:
+            status, error = None, f"timeout after {config.delivery_timeout_s} s"
         except aiohttp.ClientError as exc:
             status, error = None, f"{type(exc).__name__}: {exc}"
         return status, error, (time.perf_counter() - started) * 1000

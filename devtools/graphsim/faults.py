@@ -2,13 +2,15 @@
 
 A rule matches a method and a regular expression on the path after ``/v1.0``; it can
 add latency, answer with an error status (Graph's error shape, optional Retry-After) or
-drop the connection, with a probability and for the next N matches only.
+drop the connection, with a probability, for the next N matches only, and after letting the first M pass
+(``after``: fail a paged read in its middle, not at its start).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,8 @@ class FaultRule:
     probability: float
     remaining: int | None
     error_code: str | None
+    after: int = 0  # matching requests still to let through before the rule fires
+    query_param: str | None = None  # fire only for requests carrying this query parameter ("$skiptoken")
     hits: int = 0
 
     def describe(self) -> dict[str, Any]:
@@ -48,6 +52,8 @@ class FaultRule:
             "probability": self.probability,
             "count": self.remaining,
             "error_code": self.error_code,
+            "after": self.after,
+            "query_param": self.query_param,
             "hits": self.hits,
         }
 
@@ -72,6 +78,8 @@ class FaultRegistry:
             "probability",
             "count",
             "error_code",
+            "after",
+            "query_param",
         }
         if unknown:
             raise FaultRuleError(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -94,6 +102,9 @@ class FaultRegistry:
             raise FaultRuleError("probability must be within 0..1")
         if count is not None and not (isinstance(count, int) and count >= 1):
             raise FaultRuleError("count must be a positive integer")
+        after = spec.get("after", 0)
+        if not (isinstance(after, int) and after >= 0):
+            raise FaultRuleError("after must be a non-negative integer")
         if not 0 <= latency <= 120_000:
             raise FaultRuleError("latency_ms must be within 0..120000")
         retry_after = spec.get("retry_after")
@@ -108,6 +119,8 @@ class FaultRegistry:
             probability=probability,
             remaining=count,
             error_code=spec.get("error_code"),
+            after=after,
+            query_param=str(spec["query_param"]) if spec.get("query_param") else None,
         )
         self._next_id += 1
         self.rules.append(rule)
@@ -123,12 +136,17 @@ class FaultRegistry:
         """Deactivate every rule (the ids keep counting up, so old ids never come back)."""
         self.rules.clear()
 
-    def match(self, method: str, path: str) -> FaultRule | None:
+    def match(self, method: str, path: str, query: Mapping[str, str] | None = None) -> FaultRule | None:
         """The rule that fires for this request, if any (counting it as used)."""
         for rule in self.rules:
             if rule.method and rule.method != method:
                 continue
+            if rule.query_param and rule.query_param not in (query or {}):
+                continue
             if not rule.path.search(path):
+                continue
+            if rule.after:
+                rule.after -= 1
                 continue
             if rule.probability < 1 and self._rng.random() >= rule.probability:
                 continue

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from devtools.graphsim import rich
 from devtools.graphsim import subscriptions as subs
 from devtools.graphsim.routing import Router
 from devtools.graphsim.simulator import Simulator
 from devtools.graphsim.wire import GraphError, GraphRequest, GraphResponse, json_response
+
+ROTATION_FIELDS = frozenset({"encryptionCertificate", "encryptionCertificateId"})
 
 
 class SubscriptionRoutes:
@@ -25,12 +28,16 @@ class SubscriptionRoutes:
         router.add("POST", "/subscriptions/{id}/reauthorize", self.reauthorize)
 
     async def create(self, request: GraphRequest, _: dict[str, str]) -> GraphResponse:
-        """Validate, run the handshake on every URL, then keep it: 201 or 400, never half-made."""
+        """Validate, run the handshake on every webhook URL, then keep it: 201 or 400, never half-made. An event
+        hub gets no handshake: Graph writes its validation message into the hub instead."""
         subscription = subs.build(request.json_body(), self._sim.tenant, self._sim.clock.now())
         urls = [subscription.notification_url]
         if subscription.lifecycle_url and subscription.lifecycle_url != subscription.notification_url:
             urls.append(subscription.lifecycle_url)
         for url in urls:
+            if subs.eventhub_address(url) is not None:
+                self._sim.deliveries.enqueue("validation", url, [subs.hub_validation_item()])
+                continue
             problem = await self._sim.deliveries.validate(url, subscription.id)
             if problem is not None:
                 raise GraphError(400, "ValidationError", problem)
@@ -50,16 +57,23 @@ class SubscriptionRoutes:
         return json_response(subscription.as_json(request.base_url))
 
     async def renew(self, request: GraphRequest, params: dict[str, str]) -> GraphResponse:
-        """PATCH ``expirationDateTime`` (the only property renewals change), same limits as create."""
+        """PATCH ``expirationDateTime``, same limits as create; a rich subscription may also change its
+        certificate (rotation: ``encryptionCertificate`` + ``encryptionCertificateId``)."""
         now = self._sim.clock.now()
         subscription = self._sim.subscriptions.get(params["id"], now)
         body = request.json_body()
-        unsupported = set(body) - {"expirationDateTime", "@odata.type"}
+        rotating = subscription.include_resource_data and "encryptionCertificate" in body
+        allowed = {"expirationDateTime", "@odata.type"} | (ROTATION_FIELDS if rotating else set())
+        unsupported = set(body) - allowed
         if unsupported:
             raise subs.invalid(f"graphsim only renews expirationDateTime (got {', '.join(sorted(unsupported))}).")
-        subscription.expiration = subs.check_expiration(
+        expiration = subs.check_expiration(
             body.get("expirationDateTime"), subscription.target, subscription.include_resource_data, now
         )
+        if rotating:
+            certificate = rich.check_certificate(body, subscription.target.kind, subscription.select)
+            subscription.encryption_certificate, subscription.encryption_certificate_id = certificate
+        subscription.expiration = expiration
         return json_response(subscription.as_json(request.base_url))
 
     async def delete(self, request: GraphRequest, params: dict[str, str]) -> GraphResponse:

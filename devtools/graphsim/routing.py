@@ -79,7 +79,7 @@ class GraphPipeline:
         fault_id: str | None = None
         try:
             self._authenticate(request)
-            rule = self._sim.faults.match(request.method, request.path)
+            rule = self._sim.faults.match(request.method, request.path, request.query)
             response: GraphResponse | None = None
             if rule is not None:
                 fault_id = rule.id

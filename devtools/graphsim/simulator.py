@@ -12,6 +12,7 @@ from devtools.graphsim.delivery import Deliverer
 from devtools.graphsim.delta import USERS_SCOPE, ChangeLog, mail_scope
 from devtools.graphsim.faults import FaultRegistry
 from devtools.graphsim.observability import RequestLog
+from devtools.graphsim.rich import RichNotifications
 from devtools.graphsim.service_principals import ServicePrincipals
 from devtools.graphsim.subscriptions import Subscription, SubscriptionStore
 from devtools.graphsim.tenant import Tenant, etag
@@ -34,6 +35,8 @@ class Simulator:
         self.faults = FaultRegistry()
         self.requests = RequestLog()
         self.deliveries = Deliverer(lambda: self.config, self.clock)
+        self.rich = RichNotifications()
+        self.deliveries.body_extras = self.rich.body_extras
         self._user_sequence = 0
 
     async def reset(self, overrides: dict[str, Any] | None = None) -> None:
@@ -48,6 +51,7 @@ class Simulator:
         self.service_principals = ServicePrincipals.seeded()
         self.faults.clear()
         self.requests.clear()
+        self.rich.reset()
         self._user_sequence = 0
 
     # Users ---------------------------------------------------------------------------
@@ -115,10 +119,17 @@ class Simulator:
         if change_type != "deleted":
             data["@odata.etag"] = etag(message)
         data["id"] = message["id"]
-        self._notify(change_type, "message", user_id, folder_id, resource, data)
+        self._notify(change_type, "message", user_id, folder_id, resource, data, message)
 
     def _notify(
-        self, change_type: str, kind: str, user_id: str, folder_id: str | None, resource: str, data: JsonObj
+        self,
+        change_type: str,
+        kind: str,
+        user_id: str,
+        folder_id: str | None,
+        resource: str,
+        data: JsonObj,
+        message: JsonObj | None = None,
     ) -> None:
         for sub in self.subscriptions.live(self.clock.now()):
             if change_type not in sub.change_types or not sub.watches(kind, user_id, folder_id):
@@ -132,6 +143,8 @@ class Simulator:
                 "clientState": sub.client_state,
                 "tenantId": seed.TENANT_ID,
             }
+            if sub.include_resource_data and message is not None and change_type != "deleted":
+                item["encryptedContent"] = self.rich.encrypted_content(sub, message)
             self.deliveries.enqueue("notification", sub.notification_url, [item])
 
     # Subscriptions -------------------------------------------------------------------------

@@ -8,9 +8,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from devtools.graphsim import seed
+from devtools.graphsim import rich, seed
 from devtools.graphsim.clock import graph_time_precise, parse_time
 from devtools.graphsim.tenant import Tenant
 from devtools.graphsim.wire import GraphError, JsonObj
@@ -71,8 +71,52 @@ def parse_resource(resource: str, tenant: Tenant) -> Target:
     raise invalid(f"Resource '{resource}' is not supported by graphsim.")
 
 
+EVENTHUB_PREFIX = "eventhub:"
+_EVENTHUB_PATH = re.compile(r"/eventhubname/([A-Za-z0-9][A-Za-z0-9._-]{0,255})")
+
+
+@dataclass(frozen=True)
+class EventHubAddress:
+    """An ``EventHub:https://<namespace>/eventhubname/<hub>?tenantId=<tenant>`` notification URL, parsed."""
+
+    namespace: str
+    hub: str
+    tenant: str
+
+
+def eventhub_address(url: str) -> EventHubAddress | None:
+    """The hub a notification URL names (Graph's role-based form), None for a webhook URL; a malformed
+    ``EventHub:`` URL is a 400, as on Graph. (Graph's Key Vault form is not simulated.)"""
+    if not url.lower().startswith(EVENTHUB_PREFIX):
+        return None
+    parts = urlsplit(url[len(EVENTHUB_PREFIX) :])
+    match = _EVENTHUB_PATH.fullmatch(parts.path)
+    tenant = parse_qs(parts.query).get("tenantId", [""])[0]
+    if parts.scheme != "https" or not parts.hostname or match is None or not tenant:
+        raise invalid(
+            "Invalid Event Hubs notification URL: expected "
+            "EventHub:https://<namespace>.servicebus.windows.net/eventhubname/<hub>?tenantId=<tenant>."
+        )
+    return EventHubAddress(parts.hostname.lower(), match.group(1), tenant)
+
+
+def hub_validation_item() -> JsonObj:
+    """The validation message Graph writes into an event hub when a subscription is created (to be ignored)."""
+    request_id = uuid.uuid4()
+    return {
+        "subscriptionId": "NA",
+        "subscriptionExpirationDateTime": "NA",
+        "clientState": "NA",
+        "changeType": f"Validation: Testing client application reachability for subscription Request-Id: {request_id}",
+        "resource": "NA",
+        "resourceData": {"@odata.type": "NA", "@odata.id": "NA", "id": "NA"},
+    }
+
+
 def check_url(field_name: str, url: str) -> None:
-    """https only, or http on loopback (as the SDK allows for local development)."""
+    """https only, or http on loopback (as the SDK allows for local development); or an event hub."""
+    if eventhub_address(url) is not None:
+        return
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if parts.scheme == "https" and host:
@@ -114,6 +158,9 @@ class Subscription:
     expiration: datetime
     include_resource_data: bool
     latest_tls: str
+    encryption_certificate: str | None = None  # rich notifications: base64 certificate (public key)
+    encryption_certificate_id: str | None = None
+    select: tuple[str, ...] = ()  # the resource's $select: what encryptedContent carries
 
     def as_json(self, base_url: str | None = None) -> JsonObj:
         """The subscription exactly as Graph returns it."""
@@ -134,8 +181,8 @@ class Subscription:
                 "creatorId": seed.CREATOR_ID,
                 "includeResourceData": self.include_resource_data,
                 "latestSupportedTlsVersion": self.latest_tls,
-                "encryptionCertificate": None,
-                "encryptionCertificateId": None,
+                "encryptionCertificate": self.encryption_certificate,
+                "encryptionCertificateId": self.encryption_certificate_id,
                 "notificationUrlAppId": None,
             }
         )
@@ -172,10 +219,10 @@ def build(body: JsonObj, tenant: Tenant, now: datetime) -> Subscription:
     if client_state is not None and (not isinstance(client_state, str) or len(client_state) > MAX_CLIENT_STATE):
         raise invalid(f"'clientState' must be a string of at most {MAX_CLIENT_STATE} characters.")
     include_data = bool(body.get("includeResourceData") or False)
-    if include_data:
-        raise invalid("graphsim does not simulate rich notifications (includeResourceData=true).")
     resource = str(body["resource"])
-    target = parse_resource(resource, tenant)
+    path, select = rich.split_select(resource) if include_data else (resource, ())
+    target = parse_resource(path, tenant)
+    certificate = rich.check_certificate(body, target.kind, select) if include_data else (None, None)
     expiration = check_expiration(body["expirationDateTime"], target, include_data, now)
     return Subscription(
         id=str(uuid.uuid4()),
@@ -188,6 +235,9 @@ def build(body: JsonObj, tenant: Tenant, now: datetime) -> Subscription:
         expiration=expiration,
         include_resource_data=include_data,
         latest_tls=str(body.get("latestSupportedTlsVersion") or "v1_2"),
+        encryption_certificate=certificate[0],
+        encryption_certificate_id=certificate[1],
+        select=select,
     )
 
 

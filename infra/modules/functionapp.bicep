@@ -17,6 +17,9 @@ param graphBaseUrl string
 param graphAuthMode string
 param graphAppClientId string
 param graphSubscriptions string
+@description('Event Hubs namespace host of the hub path; empty: the path is off and its trigger disabled.')
+param eventHubNamespace string
+param eventHubTenant string
 
 resource account 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
   name: storageAccountName
@@ -123,13 +126,16 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     BREAKER_STORAGE_OUTAGE: 'fail_open'
     GRAPH_MAILBOX_CONCURRENCY: '4'
     WEBHOOK_MAX_BODY_BYTES: '1048576'
+    WEBHOOK_FLUSH_INTERVAL_MS: '100.0'
     BACKGROUND_TARGET_LAG_MS: '20.0'
     BACKGROUND_TARGET_ACK_MS: '100.0'
+    BACKGROUND_TARGET_DELAY_MS: '1000.0'
     WEBHOOK_BASE_URL: 'https://${site.properties.defaultHostName}/api'
     GRAPH_SUBSCRIPTIONS: graphSubscriptions
     SUBSCRIPTION_RENEWAL_SCHEDULE: '0 */30 * * * *'
     SUBSCRIPTION_RENEW_BEFORE_HOURS: '48.0'
     MAINTENANCE_SCHEDULE: '0 */15 * * * *'
+    TIMER_STARTUP_DELAY_SECONDS: '3.0'
     FORWARD_ENRICH: 'false'
     FORWARD_EVENTS_PER_MESSAGE: '100'
     GRAPH_RATE_LIMIT: '600/10'
@@ -137,6 +143,23 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     MIRROR_SAFETY_INTERVAL_SECONDS: '300.0'
     MIRROR_MAX_STALENESS_SECONDS: '600.0'
     MIRROR_SCHEDULE: '0 * * * * *'
+    // The Event Hubs trigger's identity-based connection GRAPH_EVENTHUB (docs/eventhubs.md).
+    GRAPH_EVENTHUB__fullyQualifiedNamespace: eventHubNamespace
+    GRAPH_EVENTHUB__credential: 'managedidentity'
+    GRAPH_EVENTHUB__clientId: identityClientId
+    GRAPH_EVENTHUB_NAME: 'graph-notifications'
+    GRAPH_EVENTHUB_TENANT: eventHubTenant
+    // Without a namespace the trigger would fail to start its listener: the host skips it instead.
+    'AzureWebJobs.process_eventhub.Disabled': empty(eventHubNamespace) ? 'true' : 'false'
+    // Rich notifications are off; turning them on needs the certificate as a Key Vault reference
+    // (docs/rich-notifications.md). The audience defaults to GRAPH_CLIENT_ID.
+    RICH_NOTIFICATIONS: 'false'
+    RICH_NOTIFICATIONS_CERTIFICATE: ''
+    RICH_NOTIFICATIONS_CERTIFICATE_ID: ''
+    RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE: ''
+    RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE_ID: ''
+    RICH_NOTIFICATIONS_AUDIENCE: ''
+    RICH_NOTIFICATIONS_OPENID_CONFIGURATION: 'https://login.microsoftonline.com/common/.well-known/openid-configuration'
   }
 }
 // app-settings:end

@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from shared.background import BackgroundGate
@@ -130,6 +131,8 @@ class BatchProcessor(ABC, Generic[N, R]):
             except InvalidInputError as error:
                 await write_poison(self._queues, config.queue, message_text(body), error.message)
                 return self._result(message_poisoned=True)
+            if self._gate is not None and dequeue_count == 1:  # a retry's delay is its visibility timeout
+                self._gate.on_delay((datetime.now(UTC) - envelope.received_at).total_seconds())
             outcomes = Counter(await self._run_items(envelope))
         result = self._result.tally(len(envelope.items), outcomes)
         self._log.info("processed a %s message (attempt %d): %s", config.queue, dequeue_count, result)

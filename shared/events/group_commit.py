@@ -5,6 +5,12 @@ load. While one flush is in flight, arriving POSTs wait and their items are pack
 flush, so the number of sends follows the flush rate instead of the POST rate. A POST with no company is
 flushed at once: batching adds no delay at low load.
 
+Under a steady intake the POSTs rarely overlap a flush (a send takes a few milliseconds), so each POST
+would travel alone, ten items per message at 10 per POST, and the processor would pay its per-message
+Storage calls for every ten items. ``min_interval`` spaces the flushes: one starts at least that long after
+the previous one began, and what arrives meanwhile travels with it. A POST after a quiet spell is flushed at
+once, so the wait is paid only under load and is at most ``min_interval``.
+
 A POST is acknowledged only when every message holding one of its items was sent; if any of those sends
 fails, that POST fails (the webhook answers 503, Graph redelivers it, dedupe absorbs the duplicate).
 """
@@ -58,10 +64,12 @@ def pack_waiters(waiters: list[_Waiter], max_text_bytes: int) -> list[tuple[str,
 class GroupCommit:
     """``await persist(received_at, items)`` returns once the items are in the queue (or raises)."""
 
-    def __init__(self, send: Send, max_text_bytes: int, send_timeout: float = 10.0) -> None:
+    def __init__(self, send: Send, max_text_bytes: int, send_timeout: float = 10.0, min_interval: float = 0.0) -> None:
         self._send = send
         self._send_timeout = send_timeout  # a stuck send must not hold every later POST
         self._max_text_bytes = max_text_bytes
+        self._min_interval = min_interval
+        self._last_flush = float("-inf")  # loop time the previous flush began
         self._pending: list[_Waiter] = []
         self._flushing = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,8 +92,13 @@ class GroupCommit:
 
     async def _drain(self) -> None:
         try:
+            loop = asyncio.get_running_loop()
             while self._pending:
+                wait = self._last_flush + self._min_interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # later POSTs join this flush meanwhile
                 batch, self._pending = self._pending, []
+                self._last_flush = loop.time()
                 await self._flush(batch)
         finally:
             self._flushing = False

@@ -149,6 +149,8 @@ class EventForwarder:
 
     async def _enrich(self, event: Event) -> Event | BaseException:
         assert self._enricher is not None
+        if event.data is not None:  # a rich notification brought the resource: no Graph call
+            return event
         try:
             return replace(event, data=await self._enricher(event))
         except Exception as error:

@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 
 from shared.errors import InvalidInputError
 from shared.events.batch import BatchConfig, BatchFailedError, BatchProcessor, BatchResult
+from shared.events.dedupe import DedupeStore
 from shared.events.notifications import LifecycleNotification, Notification, QueueEnvelope
 from shared.names import LIFECYCLE_QUEUE
 from shared.storage import Queues
@@ -82,9 +83,23 @@ class LifecycleFailedError(BatchFailedError[LifecycleResult]):
 class LifecycleProcessor(BatchProcessor[LifecycleNotification, LifecycleResult]):
     """``process(body, dequeue_count)`` for the ``graph-lifecycle`` queue trigger."""
 
-    def __init__(self, reactions: LifecycleReactions, queues: Queues, config: LifecycleConfig | None = None) -> None:
+    def __init__(
+        self,
+        reactions: LifecycleReactions,
+        queues: Queues,
+        config: LifecycleConfig | None = None,
+        *,
+        poison_marks: DedupeStore | None = None,
+    ) -> None:
         self.config = config or LifecycleConfig()
-        super().__init__(queues, self.config, result=LifecycleResult, failure=LifecycleFailedError, log=log)
+        super().__init__(
+            queues,
+            self.config,
+            result=LifecycleResult,
+            failure=LifecycleFailedError,
+            log=log,
+            poison_marks=poison_marks,  # a bad item is parked once, however often its message is redelivered
+        )
         self._reactions: dict[str, Callable[[LifecycleNotification], Awaitable[None]]] = {
             "reauthorizationRequired": reactions.reauthorization_required,
             "subscriptionRemoved": reactions.subscription_removed,

@@ -9,7 +9,8 @@ Graph's shapes (``changeNotification``): a change item has ``changeType`` (creat
 ``resource``, optional ``resourceData`` (``@odata.type``, ``@odata.id``, ``@odata.etag``, ``id``); a
 lifecycle item has ``lifecycleEvent`` (reauthorizationRequired/subscriptionRemoved/missed) instead.
 Both carry ``subscriptionId``, ``subscriptionExpirationDateTime``, ``tenantId`` and ``clientState``.
-Fields we do not use (e.g. ``encryptedContent`` of rich notifications) are not carried forward.
+A rich notification's ``encryptedContent`` is carried (still encrypted, bounded) only when the webhook
+keeps it (``RICH_NOTIFICATIONS``: the POST's validation tokens passed); fields we do not use are dropped.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class NotificationLimits:
     max_client_state_chars: int = 255  # Graph's documented maximum
     max_resource_data_bytes: int = 8 * 1024  # basic notifications carry four short properties
     max_resource_data_depth: int = 8
+    max_encrypted_content_bytes: int = 32 * 1024  # a message's $select fields, encrypted and base64-encoded
 
 
 DEFAULT_LIMITS = NotificationLimits()
@@ -56,6 +58,8 @@ class ChangeNotification:
     subscription_expiration: str | None = None
     notification_id: str | None = None
     client_state: str | None = field(default=None, repr=False)  # secret: never printed
+    encrypted_content: Mapping[str, Any] | None = field(default=None, repr=False)  # rich: still encrypted
+    decrypted: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)  # rich: the resource
 
     @property
     def resource_data_id(self) -> str | None:
@@ -95,6 +99,7 @@ class ChangeNotification:
             message_id=message_id,
             received_at=received_at,
             source="notification",
+            data=self.decrypted,
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -108,6 +113,7 @@ class ChangeNotification:
         _put(wire, "resourceData", dict(self.resource_data) if self.resource_data is not None else None)
         _put(wire, "subscriptionExpirationDateTime", self.subscription_expiration)
         _put(wire, "id", self.notification_id)
+        _put(wire, "encryptedContent", dict(self.encrypted_content) if self.encrypted_content is not None else None)
         return wire
 
 
@@ -180,7 +186,13 @@ def _array(document: Any, key: str, what: str, limits: NotificationLimits) -> li
 
 def parse_body(body: bytes, limits: NotificationLimits = DEFAULT_LIMITS) -> list[Any]:
     """The raw items of a webhook POST (``{"value": [...]}``); each still needs ``parse_item``."""
-    return _array(decode_json(body, "the notification body", limits.max_body_bytes), "value", "the body", limits)
+    return parse_post(body, limits)[0]
+
+
+def parse_post(body: bytes, limits: NotificationLimits = DEFAULT_LIMITS) -> tuple[list[Any], Any]:
+    """The raw items of a webhook POST and its ``validationTokens`` (as sent: checked by shared/richdata)."""
+    document = decode_json(body, "the notification body", limits.max_body_bytes)
+    return _array(document, "value", "the body", limits), document.get("validationTokens")
 
 
 @dataclass(frozen=True)
@@ -244,7 +256,20 @@ def parse_item(raw: Any, limits: NotificationLimits = DEFAULT_LIMITS) -> Notific
         subscription_expiration=expiration,
         notification_id=notification_id,
         client_state=client_state,
+        encrypted_content=_encrypted_content(raw, limits),
     )
+
+
+def _encrypted_content(raw: Mapping[str, Any], limits: NotificationLimits) -> dict[str, Any] | None:
+    """A flat object of short strings (its fields are checked when it is decrypted), bounded in size."""
+    value = raw.get("encryptedContent")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidInputError("'encryptedContent' must be an object of strings")
+    if sum(len(k) + len(v) for k, v in value.items()) > limits.max_encrypted_content_bytes:
+        raise InvalidInputError(f"'encryptedContent' is over {limits.max_encrypted_content_bytes} characters")
+    return value
 
 
 def _text(raw: Mapping[str, Any], key: str, max_chars: int) -> str | None:

@@ -9,6 +9,13 @@ lifecycle items to ``graph-lifecycle``, whichever endpoint they arrived on.
 
 This path imports no msgraph and calls no Graph: a hot webhook costs a cached dict lookup per
 subscription and one queue send per message.
+
+With ``verify_post`` (``RICH_NOTIFICATIONS``) a POST whose items carry resource data must prove it comes
+from Graph: its ``validationTokens`` are checked once per POST, before anything is persisted. A POST that
+fails is answered 202 like any other (Graph's advice: an outsider learns nothing), counted under the
+failure's reason, logged, and nothing of it is kept; if the issuer's keys cannot be fetched the answer is
+503 (nothing judged, Graph redelivers). Items keep their ``encryptedContent`` (still encrypted) for the
+processor, which decrypts them; without ``verify_post`` it is dropped, as before.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -29,14 +36,16 @@ from shared.errors import InvalidInputError, PayloadTooLargeError, StorageUnavai
 from shared.events.group_commit import GroupCommit
 from shared.events.notifications import (
     DEFAULT_LIMITS,
+    ChangeNotification,
     LifecycleNotification,
     Notification,
     NotificationLimits,
     encode_envelope,
-    parse_body,
     parse_item,
+    parse_post,
 )
 from shared.names import LIFECYCLE_QUEUE, NOTIFICATIONS_QUEUE
+from shared.richdata.errors import RichDataError
 from shared.secret import Secret
 from shared.storage import QUEUE_MESSAGE_MAX_BYTES, Queues, storage_call
 from shared.telemetry import get_logger
@@ -47,6 +56,8 @@ DropReason = Literal["invalid", "unknown_subscription", "client_state_mismatch"]
 # What the sender is told: an unknown subscription and a wrong clientState are one reason, so the
 # answer never tells an outsider which subscription ids exist (logs and metrics keep them apart).
 _PUBLIC_REASON = {"unknown_subscription": "refused", "client_state_mismatch": "refused"}
+UNVERIFIED = "unverified"  # a refused rich POST's reasons are "unverified:<code>" (metrics, logs)
+PostVerifier = Callable[[list[Any], Any], Awaitable[object]]  # (raw items, validationTokens); raises if refused
 _TOKEN_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -59,6 +70,7 @@ class WebhookConfig:
     max_message_bytes: int = QUEUE_MESSAGE_MAX_BYTES  # measured after base64 (host.json encoding)
     max_validation_token_chars: int = 1024
     persist_timeout_seconds: float = 2.0  # leaves room inside Graph's ~3 s acknowledgement budget
+    flush_interval_seconds: float = 0.1  # least time between two change-queue flushes (group_commit.py)
     limits: NotificationLimits = field(default=DEFAULT_LIMITS)
 
     @property
@@ -80,7 +92,7 @@ class AcceptResult:
         """The 202 body: counts only, with refusals merged into one reason."""
         public: Counter[str] = Counter()
         for reason, count in self.dropped.items():
-            public[_PUBLIC_REASON.get(reason, reason)] += count
+            public["refused" if reason.startswith(UNVERIFIED) else _PUBLIC_REASON.get(reason, reason)] += count
         return {"accepted": self.accepted, "lifecycle": self.lifecycle, "messages": self.messages, "dropped": public}
 
 
@@ -120,8 +132,10 @@ class NotificationWebhook:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_ack: Callable[[float], None] | None = None,
+        verify_post: PostVerifier | None = None,
     ) -> None:
         self._registry = registry
+        self._verify_post = verify_post  # rich notifications: the POST's validation tokens (shared/richdata)
         self._on_ack = on_ack  # told every accept's duration (the background gate steers by it)
         self._queues = queues
         self.config = config or WebhookConfig()
@@ -131,7 +145,8 @@ class NotificationWebhook:
         self._max_item_bytes = self.config.max_message_text_bytes - envelope
         limit = self.config.max_message_text_bytes
         timeout = self.config.persist_timeout_seconds
-        self._changes = GroupCommit(self._sender(self.config.notifications_queue), limit, timeout)
+        interval = self.config.flush_interval_seconds
+        self._changes = GroupCommit(self._sender(self.config.notifications_queue), limit, timeout, interval)
         self._lifecycle = GroupCommit(self._sender(self.config.lifecycle_queue), limit, timeout)
 
     def refuse_oversized(self, content_length: str | None) -> None:
@@ -160,7 +175,13 @@ class NotificationWebhook:
 
     async def _accept(self, body: bytes) -> AcceptResult:
         received_at = self._now()
-        raw_items = parse_body(body, self.config.limits)
+        raw_items, tokens = parse_post(body, self.config.limits)
+        if self._verify_post is not None:
+            try:
+                await self._verify_post(raw_items, tokens)
+            except RichDataError as error:
+                log.warning("refused a POST of %d notifications: %s: %s", len(raw_items), error.code, error.message)
+                return AcceptResult(0, 0, 0, {f"{UNVERIFIED}:{error.code}": len(raw_items)})
         dropped: Counter[str] = Counter()
         parsed: list[Notification] = []
         for raw in raw_items:
@@ -179,6 +200,8 @@ class NotificationWebhook:
                 dropped["unknown_subscription" if expected is None else "client_state_mismatch"] += 1
                 refused.add(item.subscription_id)
                 continue
+            if self._verify_post is None and isinstance(item, ChangeNotification) and item.encrypted_content:
+                item = replace(item, encrypted_content=None)  # rich notifications are off: not carried
             text = json.dumps(item.to_wire(), ensure_ascii=False, separators=(",", ":"))
             if len(text.encode("utf-8")) > self._max_item_bytes:
                 dropped["invalid"] += 1

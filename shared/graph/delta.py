@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.errors import PermanentError, UnavailableError
-from shared.graph.gateway import DIRECTORY, MAIL, GraphGateway, native_request
+from shared.graph.gateway import DIRECTORY, MAIL, GraphGateway, native_get
 
 # Lower-cased Graph error codes that mean "this delta token is no longer usable".
 RESYNC_CODES = frozenset({"resyncrequired", "syncstatenotfound", "syncstateinvalid"})
@@ -100,11 +100,13 @@ class DeltaReader:
         gateway: GraphGateway,
         *,
         max_pages: int = 10_000,
+        pace: Callable[[], Awaitable[None]] | None = None,
         on_response: Callable[[httpx.Response], None] | None = None,
     ) -> None:
         self._gateway = gateway
         self._max_pages = max_pages  # a server that never ends a round must not keep us forever
-        self._on_response = on_response  # sees every answer's headers (the mirror's pacer reads throttling)
+        self._pace = pace  # awaited before every page request (the request budget, shared/graph/pacing.py)
+        self._on_response = on_response  # sees every answer's headers (the budget reads throttling)
 
     async def pages(self, target: DeltaTarget, link: str | None, *, latest: bool = False) -> AsyncIterator[DeltaPage]:
         """The pages of one round: from ``link`` (a stored deltaLink, relative or absolute), else a full round.
@@ -114,6 +116,8 @@ class DeltaReader:
         """
         send = self._first(target, link, latest)
         for _ in range(self._max_pages):
+            if self._pace is not None:
+                await self._pace()
             body = await self._call(target, send)
             items = body.get("value")
             if not isinstance(items, list):
@@ -171,7 +175,7 @@ class DeltaReader:
             query = builder.DeltaRequestBuilderGetQueryParameters(select=MESSAGE_FIELDS)
         elif target.select:
             query = builder.DeltaRequestBuilderGetQueryParameters(select=list(target.select))
-        return lambda: builder.get(request_configuration=native_request(query))
+        return native_get(builder, query)
 
     def _base_url(self) -> str:
         return str(self._gateway.client.request_adapter.base_url)
@@ -192,4 +196,4 @@ class DeltaReader:
                 "a stored delta link is not a Graph delta link; a full resync is needed"
             ) from error
         builder = self._builder(target).with_url(url)
-        return lambda: builder.get(request_configuration=native_request())
+        return native_get(builder)

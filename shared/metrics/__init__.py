@@ -47,7 +47,18 @@ from shared.metrics.names import (
     WEBHOOK_ACK_DURATION,
     graph_outcome,
 )
-from shared.metrics.otel import configure_azure_monitor, ingestion_credential, install, invocation_span, span, uninstall
+from shared.metrics.otel import (
+    SpanHandle,
+    configure_azure_monitor,
+    error_type,
+    ingestion_credential,
+    install,
+    invocation_span,
+    span,
+    traced,
+    tracing,
+    uninstall,
+)
 from shared.metrics.record import (
     get_metric_stats,
     note_breaker_state,
@@ -62,6 +73,7 @@ from shared.metrics.record import (
     record_webhook_ack,
 )
 from shared.metrics.state import EXPIRY, WINDOW
+from shared.metrics.storage_spans import storage_span
 from shared.metrics.windows import EventWindow, Reservoir, StatsWindow
 
 
@@ -94,8 +106,10 @@ __all__ = [
     "ExpiryGauge",
     "ExpiryLoader",
     "Reservoir",
+    "SpanHandle",
     "StatsWindow",
     "configure_azure_monitor",
+    "error_type",
     "get_metric_stats",
     "graph_outcome",
     "ingestion_credential",
@@ -113,5 +127,8 @@ __all__ = [
     "record_webhook_ack",
     "reset",
     "span",
+    "storage_span",
+    "traced",
+    "tracing",
     "uninstall",
 ]

@@ -7,7 +7,7 @@ and nothing imports ``opentelemetry``: hot paths pay a ``None`` check, not an SD
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from shared.metrics.names import (
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider, Observation
-    from opentelemetry.trace import Tracer, TracerProvider
+    from opentelemetry.trace import Span, Tracer, TracerProvider
 
 
 class Instruments:
@@ -78,6 +78,14 @@ instruments: Instruments | None = None
 _tracer: Tracer | None = None
 _NO_SPAN: AbstractContextManager[Any] = contextlib.nullcontext()
 _LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
+# Sampling is decided once, by the Functions host (host.json samplingSettings), and passed to each invocation
+# in the traceparent's sampled flag; the app's spans follow it (ParentBased: a sampled parent keeps its
+# children, an unsampled one drops them; a span without a parent is kept).
+_SAMPLER, _SAMPLER_ARG = "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"
+HOST_DECIDES = "parentbased_always_on"
+# Graph requests get this app's own HTTP client spans (shared/graph/http_spans.py, with tokens removed from
+# url.full); the distro's httpx instrumentation would add a second span per request.
+_INSTRUMENTATION = {"httpx": {"enabled": False}, "httpx2": {"enabled": False}}
 
 
 def install(meter_provider: MeterProvider | None = None, tracer_provider: TracerProvider | None = None) -> None:
@@ -112,6 +120,7 @@ def configure_azure_monitor(connection_string: str, credential: TokenCredential 
 
     Logs are not exported here: the worker forwards every record to the Functions host, which exports it
     with host.json's levels and sampling, so a second exporter in the app would send each record twice.
+    Spans follow the host's sampling decision (``HOST_DECIDES``).
     """
     import os
 
@@ -119,16 +128,31 @@ def configure_azure_monitor(connection_string: str, credential: TokenCredential 
 
     # The distro's only working switch for logs is this variable (its disable_logging argument is overwritten
     # from it); set for the call only, so nothing else in the process sees it.
-    previous = os.environ.get(_LOGS_EXPORTER)
-    os.environ[_LOGS_EXPORTER] = "none"
+    # Its sampler is chosen the same way (OTEL_TRACES_SAMPLER); without it the distro samples on its own (5
+    # traces/s), ignoring the host's decision that arrives with the traceparent.
+    for_the_call = {_LOGS_EXPORTER: "none", _SAMPLER: HOST_DECIDES, _SAMPLER_ARG: None}
+    previous = {name: os.environ.get(name) for name in for_the_call}
+    _set_environment(for_the_call)
     try:
-        configure(connection_string=connection_string, credential=credential, enable_live_metrics=False)
+        configure(
+            connection_string=connection_string,
+            credential=credential,
+            enable_live_metrics=False,
+            instrumentation_options=_INSTRUMENTATION,
+        )
     finally:
-        if previous is None:
-            os.environ.pop(_LOGS_EXPORTER, None)
-        else:
-            os.environ[_LOGS_EXPORTER] = previous
+        _set_environment(previous)
     install()
+
+
+def _set_environment(values: Mapping[str, str | None]) -> None:
+    import os
+
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def invocation_span(
@@ -153,3 +177,55 @@ def span(name: str, attributes: Mapping[str, str] | None = None) -> AbstractCont
     if _tracer is None:
         return _NO_SPAN
     return _tracer.start_as_current_span(name, attributes=attributes)
+
+
+def tracing() -> bool:
+    """True once spans are recorded (callers skip building attributes otherwise)."""
+    return _tracer is not None
+
+
+class SpanHandle:
+    """What a caller may do with its span: add attributes, mark it failed; a no-op without tracing."""
+
+    def __init__(self, span: Span | None) -> None:
+        self._span = span
+
+    def set(self, key: str, value: str | int) -> None:
+        if self._span is not None:
+            self._span.set_attribute(key, value)
+
+    def fail(self, error_type: str) -> None:
+        """``error.type`` (a status code or an exception's qualified class name) and an error status."""
+        if self._span is None:
+            return
+        from opentelemetry.trace import Status, StatusCode
+
+        self._span.set_attribute("error.type", error_type)
+        self._span.set_status(Status(StatusCode.ERROR))
+
+
+_NO_HANDLE = SpanHandle(None)
+
+
+def error_type(error: BaseException) -> str:
+    """The conventions' ``error.type`` of an exception: its fully qualified class name."""
+    kind = type(error)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+@contextlib.contextmanager
+def traced(name: str, kind: str, attributes: Mapping[str, str | int]) -> Iterator[SpanHandle]:
+    """A span of ``kind`` (``client``, ``producer``, ``consumer``, ``internal``) around the block; an exception
+    leaving it sets ``error.type`` and the error status. Without tracing: the shared no-op handle."""
+    if _tracer is None:
+        yield _NO_HANDLE
+        return
+    from opentelemetry.trace import SpanKind
+
+    with _tracer.start_as_current_span(name, kind=SpanKind[kind.upper()], attributes=attributes) as span:
+        handle = SpanHandle(span)
+        try:
+            yield handle
+        except BaseException as error:
+            handle.fail(error_type(error))
+            raise

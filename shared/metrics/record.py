@@ -87,8 +87,10 @@ def record_loop_lag(seconds: float) -> None:
         otel.instruments.loop_lag.record(seconds)
 
 
-def record_processor_storage(calls: int, items: int) -> None:
-    """The Storage calls one delivery of a ``graph-notifications`` message made, and its items (the
-    benchmark divides the totals: calls per item, counted at the call)."""
+def record_processor_storage(calls: int, items: int, conflicts: int = 0, redelivered: bool = False) -> None:
+    """The Storage calls one delivery of a ``graph-notifications`` message made, its items, the calls
+    answered 409/412, and whether it was a redelivery (the benchmarks divide the totals per item)."""
     WINDOW.count("processor.storage_calls", calls)
     WINDOW.count("processor.items", items)
+    WINDOW.count("processor.storage_conflicts", conflicts)
+    WINDOW.count("processor.redeliveries", int(redelivered))

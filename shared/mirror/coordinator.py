@@ -35,6 +35,7 @@ LEASE_NAME = "mirror:users"
 # signal enqueues another); until then it is assumed to be on its way to a worker.
 _PICKUP_GRACE = timedelta(seconds=30)
 _BUSY_RETRY_SECONDS = 5  # a round message that met a running round comes back this much later
+_SIGNAL_ATTEMPTS = 3  # conditional writes a signal tries before leaving the round to the instance that won
 
 
 class RoundQueue(Protocol):
@@ -97,14 +98,21 @@ class MirrorCoordinator:
         self.config = config or CoordinatorConfig()
 
     async def signal(self) -> None:
-        """The directory changed: a round will run after the debounce delay (one for a whole burst)."""
+        """The directory changed: a round will run after the debounce delay (one for a whole burst, also
+        when its signals race on several instances: the waiting mark is set by a conditional write)."""
         now = self._clock()
-        state = await self._store.state()
-        await self._store.merge_state({"SignaledAt": now})
-        queued = state.get("QueuedUntil")
-        if isinstance(queued, datetime) and queued > now - _PICKUP_GRACE:
-            return  # a round message is waiting (or just became visible) and will see this signal
-        await self._enqueue(now)
+        for _ in range(_SIGNAL_ATTEMPTS):
+            state = await self._store.state()
+            queued = state.get("QueuedUntil")
+            if isinstance(queued, datetime) and queued > now - _PICKUP_GRACE:
+                # a round message is waiting (or just became visible) and will see this signal
+                await self._store.merge_state({"SignaledAt": now})
+                return
+            until = now + timedelta(seconds=self._debounce_seconds())
+            if await self._store.swap_state(state, {"SignaledAt": now, "QueuedUntil": until}):
+                await self._queue.send(json.dumps({"round": "users"}), self._debounce_seconds())
+                return
+        await self._store.merge_state({"SignaledAt": now})  # others kept winning: their rounds serve this one
 
     async def run_round(self) -> RoundOutcome:
         """Run one round now, under the lease; follow it with one more if signals came in meanwhile."""

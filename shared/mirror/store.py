@@ -5,7 +5,8 @@ Layout of the ``mirror`` table (partition → rows):
 - ``user`` / ``{guid}``: ``User`` (the API's shaped fields as JSON), ``Version`` (a hash of them), ``Seq``
   (how many changes the mirror applied to this user: part of each event's identity, so a user that goes
   back to an earlier state still makes a new event), ``Published`` (the event for ``Seq`` went out),
-  ``Deleted`` (a tombstone: the user is gone; the API answers 404) and ``Seen`` (the resync that saw it).
+  ``Deleted`` (a tombstone: the user is gone; the API answers 404; swept after ``TOMBSTONE_RETENTION``)
+  and ``Seen`` (the resync that saw it).
 - ``alias`` / ``{upn, lower-cased}``: ``UserId``. The API resolves a UPN through these rows.
 - ``state`` / ``users``: the delta link, the resume point of a round in progress and the round times
   (read and written by ``shared.mirror.sync`` and ``shared.mirror.coordinator``).
@@ -19,6 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.names import MIRROR_TABLE
@@ -32,6 +34,9 @@ ALIASES = "alias"
 STATE = "state"
 BATCH = 100  # Table Storage's largest transaction
 FILTER_TERMS = 15  # Table Storage allows at most 15 comparisons in one filter
+# A deleted user's row stays this long: Entra ID can restore a deleted user for 30 days, and it outlives the
+# dedupe markers (7 days), so an event id a swept row could repeat has no marker left to be dropped by.
+TOMBSTONE_RETENTION = timedelta(days=30)
 
 
 def content_version(user: dict[str, Any]) -> str:
@@ -180,6 +185,55 @@ class MirrorStore:
 
     async def merge_state(self, values: dict[str, Any]) -> None:
         await self._upsert([{"PartitionKey": STATE, "RowKey": "users", **values}], merge=True)
+
+    async def swap_state(self, seen: dict[str, Any], values: dict[str, Any]) -> bool:
+        """Merge ``values`` into the state row only if it is still the one ``seen`` (read by ``state()``):
+        False when another instance wrote it meanwhile (so exactly one of racing signals enqueues a round)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        table = await self._table()
+        entity = {"PartitionKey": STATE, "RowKey": "users", **values}
+        etag = getattr(seen, "metadata", {}).get("etag")
+        self.ops += 1
+        try:
+            if etag is None:
+                await table.create_entity(entity)
+            else:
+                await table.update_entity(
+                    entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+        except (ResourceExistsError, ResourceModifiedError):
+            return False
+        return True
+
+    async def sweep_tombstones(self, older_than: datetime, limit: int = 10_000) -> int:
+        """Delete tombstones (deleted users whose event went out) last written before ``older_than``.
+
+        Kept until then so a late ``@removed`` or a replayed page still finds the user deleted; a row that
+        changed since the query (the user came back) keeps its etag check and stays.
+        """
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        table = await self._table()
+        query = "PartitionKey eq @pk and Deleted eq true and Published eq true and Timestamp lt @before"
+        self.ops += 1
+        stale = [
+            (str(entity["RowKey"]), entity.metadata["etag"])
+            async for entity in table.query_entities(
+                query, parameters={"pk": USERS, "before": older_than}, select=["RowKey"]
+            )
+        ][:limit]
+        removed = 0
+        for row_key, etag in stale:
+            self.ops += 1
+            try:
+                await table.delete_entity(USERS, row_key, etag=etag, match_condition=_if_match())
+            except (ResourceNotFoundError, ResourceModifiedError):
+                continue
+            removed += 1
+        return removed
 
     # --- plumbing ----------------------------------------------------------------------------------
 

@@ -40,7 +40,6 @@ from shared.telemetry import get_logger
 log = get_logger("mirror.sync")
 
 Publish = Callable[[Event], Awaitable[None]]
-Pace = Callable[[], Awaitable[None]]
 Change = Literal["created", "updated", "deleted"]
 TARGET = DeltaTarget("users", select=USER_FIELDS)
 
@@ -93,14 +92,12 @@ class MirrorSync:
         store: MirrorStore,
         publish: Publish,
         *,
-        pace: Pace | None = None,
         clock: Clock = utcnow,
         config: SyncConfig | None = None,
     ) -> None:
         self._reader = reader
         self._store = store
         self._publish = publish
-        self._pace = pace
         self._clock = clock
         self.config = config or SyncConfig()
 
@@ -135,8 +132,6 @@ class MirrorSync:
         deadline = time.monotonic() + self.config.max_round_seconds
         pages = self._reader.pages(TARGET, link).__aiter__()
         while True:
-            if self._pace is not None:
-                await self._pace()
             page = await anext(pages, None)
             if page is None:
                 raise UnavailableError("a delta round ended without a deltaLink")

@@ -3,11 +3,13 @@
 Format: entries separated by ``;``, each ``resource=changeType,changeType``; whitespace is ignored and an
 empty value means "no subscriptions"::
 
-    users=updated,deleted; users/adele@contoso.com/messages=created,updated,deleted
+    users=updated,deleted; users/adele@contoso.com/messages=created,updated,deleted@eventhub
 
 Resources: ``users``, ``users/{id}``, ``users/{id}/messages``, ``users/{id}/mailFolders/{folder}/messages``
 with ``{id}`` a user id or UPN and ``{folder}`` a folder id or well-known name (``inbox``). Change types:
-``created``, ``updated``, ``deleted``. Every problem is collected and reported in one ``ConfigurationError``.
+``created``, ``updated``, ``deleted``. A trailing ``@eventhub`` makes Graph deliver that subscription's change and
+lifecycle notifications to the configured event hub instead of the webhook (``@webhook``, the default, may
+be written too; docs/eventhubs.md). Every problem is collected and reported in one ``ConfigurationError``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Literal
 from shared.errors import ConfigurationError
 
 ResourceKind = Literal["users", "user", "messages", "folder_messages"]
+Delivery = Literal["webhook", "eventhub"]
+DELIVERIES: tuple[Delivery, ...] = ("webhook", "eventhub")
 
 CHANGE_TYPES = ("created", "updated", "deleted")
 SUPPORTED = "users, users/{id}, users/{id}/messages, users/{id}/mailFolders/{folder}/messages"
@@ -69,6 +73,7 @@ class DesiredSubscription:
 
     spec: ResourceSpec
     change_types: tuple[str, ...]
+    delivery: Delivery = "webhook"
 
 
 def parse_resource(text: str) -> ResourceSpec:
@@ -98,6 +103,18 @@ def parse_change_types(text: str) -> tuple[str, ...]:
     return tuple(name for name in CHANGE_TYPES if name in names)
 
 
+def parse_delivery(text: str) -> tuple[str, Delivery]:
+    """``created,updated@eventhub`` → (``created,updated``, ``eventhub``); no ``@`` means the webhook."""
+    change_types, at, target = text.partition("@")
+    if not at:
+        return change_types, "webhook"
+    name = target.strip().lower()
+    for delivery in DELIVERIES:
+        if name == delivery:
+            return change_types, delivery
+    raise ValueError(f"unknown delivery {_shown(target)}; expected {' or '.join('@' + d for d in DELIVERIES)}")
+
+
 def parse_desired(value: str | None, setting: str = "GRAPH_SUBSCRIPTIONS") -> tuple[DesiredSubscription, ...]:
     """Parse the setting; one ``ConfigurationError`` names every bad entry (by position) and why."""
     text = (value or "").strip()
@@ -117,13 +134,14 @@ def parse_desired(value: str | None, setting: str = "GRAPH_SUBSCRIPTIONS") -> tu
             spec = parse_resource(resource)
             if spec.resource in desired:
                 raise ValueError(f"resource {spec.resource!r} is listed twice")
-            desired[spec.resource] = DesiredSubscription(spec, parse_change_types(change_types))
+            change_types, delivery = parse_delivery(change_types)
+            desired[spec.resource] = DesiredSubscription(spec, parse_change_types(change_types), delivery)
         except ValueError as error:
             problems.append(f"entry {position}: {error}")
     if problems:
         if len(problems) > MAX_ERRORS:
             problems = [*problems[:MAX_ERRORS], f"... and {len(problems) - MAX_ERRORS} more"]
-        header = f"Invalid {setting} (format 'resource=created,updated; ...'):"
+        header = f"Invalid {setting} (format 'resource=created,updated[@eventhub]; ...'):"
         raise ConfigurationError(header + "\n  " + "\n  ".join(problems))
     return tuple(desired.values())
 

@@ -76,7 +76,7 @@ class SubscriptionReconciler:
         keeper = max(matching, key=lambda r: r.expiration, default=None)
         created = False
         if desired is not None and keeper is None:
-            keeper = await steps.create(desired.spec, desired.change_types, "desired")
+            keeper = await steps.create(desired.spec, desired.change_types, "desired", desired.delivery)
             created = True
         for record in records:
             if record is not keeper:
@@ -86,9 +86,10 @@ class SubscriptionReconciler:
         return "created" if created else "unchanged"
 
     def _matches(self, record: SubscriptionRecord, desired: DesiredSubscription) -> bool:
+        notification_url, lifecycle_url = self._steps.urls(desired.delivery)
         return (
             record.change_types == desired.change_types
-            and record.notification_url == self._steps.notification_url
-            and record.lifecycle_url == self._steps.lifecycle_url
+            and record.notification_url == notification_url
+            and record.lifecycle_url == lifecycle_url
             and record.status not in GONE
         )

@@ -19,6 +19,7 @@ from shared.events.notifications import LifecycleNotification
 from shared.graph.subscriptions import GraphSubscriptions
 from shared.subscriptions.catchup import DeltaCatchup
 from shared.subscriptions.clock import Clock, utcnow
+from shared.subscriptions.delivery import EventHubTarget
 from shared.subscriptions.desired import DesiredSubscription
 from shared.subscriptions.leases import LeaseStore
 from shared.subscriptions.management import SubscriptionManagement, SubscriptionView
@@ -47,10 +48,11 @@ class SubscriptionService:
         webhook_base: str,
         config: SubscriptionConfig | None = None,
         clock: Clock = utcnow,
+        eventhub: EventHubTarget | None = None,
     ) -> None:
         self.config = config or SubscriptionConfig()
         self._steps = SubscriptionSteps(
-            graph, registry, origins, leases, catchup, self.config, clock, webhook_base=webhook_base
+            graph, registry, origins, leases, catchup, self.config, clock, webhook_base=webhook_base, eventhub=eventhub
         )
         self._reconciler = SubscriptionReconciler(self._steps, desired)
         self._renewal = SubscriptionRenewal(self._steps)

@@ -15,12 +15,13 @@ import secrets
 from dataclasses import InitVar, dataclass, field, replace
 from datetime import datetime, timedelta
 
-from shared.errors import AppError, NotFoundError, TransientError, UnavailableError
+from shared.errors import AppError, ConfigurationError, NotFoundError, TransientError, UnavailableError
 from shared.graph.subscriptions import GraphSubscriptions, NewSubscription, expiration_of
 from shared.secret import Secret
 from shared.subscriptions.catchup import DeltaCatchup
 from shared.subscriptions.clock import Clock
-from shared.subscriptions.desired import ResourceSpec, parse_resource
+from shared.subscriptions.delivery import EventHubTarget, delivery_of
+from shared.subscriptions.desired import Delivery, ResourceSpec, parse_resource
 from shared.subscriptions.leases import LeaseStore
 from shared.subscriptions.origins import Origin, OriginRow, OriginStore
 from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry, SubscriptionStatus
@@ -70,11 +71,20 @@ class SubscriptionSteps:
     webhook_base: InitVar[str]
     notification_url: str = field(init=False)
     lifecycle_url: str = field(init=False)
+    eventhub: EventHubTarget | None = None  # where ``@eventhub`` entries deliver (None: not configured)
 
     def __post_init__(self, webhook_base: str) -> None:
         base = webhook_base.rstrip("/")
         self.notification_url = base + self.config.notification_path
         self.lifecycle_url = base + self.config.lifecycle_path
+
+    def urls(self, delivery: Delivery) -> tuple[str, str]:
+        """(notificationUrl, lifecycleNotificationUrl) for a delivery path; the hub takes both kinds."""
+        if delivery == "webhook":
+            return self.notification_url, self.lifecycle_url
+        if self.eventhub is None:
+            raise ConfigurationError("an @eventhub subscription needs GRAPH_EVENTHUB__fullyQualifiedNamespace")
+        return self.eventhub.url, self.eventhub.url
 
     def hold(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
         """The lease ``name`` for one job (``subscription:<id>`` or ``resource:<resource>``)."""
@@ -83,7 +93,9 @@ class SubscriptionSteps:
     def is_due(self, record: SubscriptionRecord, now: datetime) -> bool:
         return record.status in NEEDS_WORK or record.expiration - now < self.config.renew_before
 
-    async def create(self, spec: ResourceSpec, change_types: tuple[str, ...], origin: Origin) -> SubscriptionRecord:
+    async def create(
+        self, spec: ResourceSpec, change_types: tuple[str, ...], origin: Origin, delivery: Delivery = "webhook"
+    ) -> SubscriptionRecord:
         """POST the subscription (fresh clientState) and record it, with a delta baseline taken *before* the
         POST and a catch-up after the record exists: a change notified between Graph's creation and our
         record (dropped by the webhook as unknown) still arrives, through delta (deduplicated against live
@@ -92,7 +104,7 @@ class SubscriptionSteps:
             await self.catchup.baseline(spec)
         except AppError as error:  # the resource stays pending; the next renewal run takes the baseline
             log.warning("delta baseline of %s failed: %s", spec.resource, describe(error))
-        record = await self._post(spec, change_types)
+        record = await self._post(spec, change_types, delivery)
         await self.origins.put(OriginRow(record.id, origin, spec.resource))
         await self.registry.upsert(record)
         log.info("created subscription %s for %s (%s)", record.id, spec.resource, origin)
@@ -102,16 +114,17 @@ class SubscriptionSteps:
             log.warning("delta catch-up of %s after creation failed: %s", spec.resource, describe(error))
         return record
 
-    async def _post(self, spec: ResourceSpec, change_types: tuple[str, ...]) -> SubscriptionRecord:
+    async def _post(self, spec: ResourceSpec, change_types: tuple[str, ...], delivery: Delivery) -> SubscriptionRecord:
         """Create the subscription on Graph; the record to store for it (not stored yet)."""
+        notification_url, lifecycle_url = self.urls(delivery)
         now = self.clock()
         client_state = secrets.token_urlsafe(32)
         body = await self.graph.create(
             NewSubscription(
                 resource=spec.resource,
                 change_types=change_types,
-                notification_url=self.notification_url,
-                lifecycle_url=self.lifecycle_url,
+                notification_url=notification_url,
+                lifecycle_url=lifecycle_url,
                 expiration=now + spec.max_lifetime - self.config.expiration_margin,
                 client_state=client_state,
             )
@@ -123,11 +136,11 @@ class SubscriptionSteps:
             id=subscription_id,
             resource=spec.resource,
             change_types=change_types,
-            notification_url=self.notification_url,
+            notification_url=notification_url,
             client_state=Secret(client_state),
             expiration=expiration_of(body),
             created_at=now,
-            lifecycle_url=self.lifecycle_url,
+            lifecycle_url=lifecycle_url,
         )
 
     async def remove(self, record: SubscriptionRecord) -> None:
@@ -170,7 +183,7 @@ class SubscriptionSteps:
 
     async def _swap(self, record: SubscriptionRecord, spec: ResourceSpec, origin: Origin) -> None:
         await self.catchup.request(spec)  # the gap began already; a crash from here on still catches up
-        new = await self.create(spec, record.change_types, origin)
+        new = await self.create(spec, record.change_types, origin, delivery_of(record.notification_url))
         await self.registry.delete(record.id)
         await self.origins.delete(record.id)
         log.info("recreated subscription %s as %s (%s)", record.id, new.id, spec.resource)

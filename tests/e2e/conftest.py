@@ -51,7 +51,7 @@ def app_env(storage_connection_string: str, graph_base_url: str, **overrides: st
 
 
 StartApp = Callable[..., RunningApp]
-APP_QUEUES = ("graph-notifications", "graph-lifecycle", "graph-events", "mirror-rounds")
+APP_QUEUES = ("graph-notifications", "graph-lifecycle", "graph-events", "mirror-rounds", "graph-eventhub")
 
 
 def clear_app_queues(connection_string: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +18,23 @@ from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistr
 from tests.e2e.conftest import RunningApp
 from tests.fixtures.graphsim import GRAPHSIM_TOKEN
 
+# Something to do with the app's tables and queues, and a way to run it (with whatever credentials the test has).
+StorageAction = Callable[[Tables, Queues], Awaitable[Any]]
+StorageAccess = Callable[[StorageAction], Any]
 
-def subscribe(app: RunningApp, graph_base_url: str, resource: str, change_type: str) -> tuple[str, str]:
+
+def connection_string_storage(app: RunningApp) -> StorageAccess:
+    """Run storage actions with the app's own connection string (the default for apps on Azurite)."""
+    return lambda action: asyncio.run(_with_storage(app, action))
+
+
+def subscribe(
+    app: RunningApp, graph_base_url: str, resource: str, change_type: str, storage: StorageAccess | None = None
+) -> tuple[str, str]:
     """Create a Graph subscription to the app's webhook and record it in the app's registry.
 
     (What the subscription service does itself; done by hand here so the pipeline is tested alone.)
+    ``storage`` reaches the app's tables (default: its connection string; identity-based apps pass their own).
     Returns the subscription id and its clientState.
     """
     client_state = secrets.token_urlsafe(24)
@@ -48,7 +61,7 @@ def subscribe(app: RunningApp, graph_base_url: str, resource: str, change_type: 
         created_at=datetime.now(UTC),
         lifecycle_url=body["lifecycleNotificationUrl"],
     )
-    asyncio.run(_with_storage(app, lambda tables, _: SubscriptionRegistry(tables).upsert(record)))
+    (storage or connection_string_storage(app))(lambda tables, _: SubscriptionRegistry(tables).upsert(record))
     return subscription["id"], client_state
 
 
@@ -114,3 +127,14 @@ class EventSink:
             time.sleep(settle)
             self.events += [e for text in drain_queue(self._app, "graph-events") for e in decode_events(text)]
         return self.events
+
+    def wait_for_matching(
+        self, message_ids: set[str], timeout: float = 30.0, settle: float = 1.0
+    ) -> list[dict[str, Any]]:
+        """Wait until an event names each of ``message_ids`` (other events are kept too), then ``settle``
+        seconds more so a duplicate has time to show up."""
+        deadline = time.monotonic() + timeout
+        while not message_ids <= {e.get("message_id") for e in self.events} and time.monotonic() < deadline:
+            self.events += [e for text in drain_queue(self._app, "graph-events") for e in decode_events(text)]
+            time.sleep(0.3)
+        return self.wait_for(0, settle=settle)

@@ -9,10 +9,8 @@ listener) and the Table cache (a second instance's read is an L2 hit) both go th
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,12 +20,11 @@ import pytest
 from devtools.graphsim.client import SimControl
 from devtools.identity import IdentityEndpoint
 from shared.events.outbound import decode_events
-from shared.secret import Secret
 from shared.storage import Queues, Tables
-from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry
-from tests.e2e.conftest import ROOT, app_env
+from tests.e2e.conftest import ROOT, RunningApp, app_env
+from tests.e2e.pipeline import subscribe
 from tests.fixtures.funchost import FuncHostLauncher, FuncHostProcess
-from tests.fixtures.graphsim import GRAPHSIM_TOKEN, GraphSimServer
+from tests.fixtures.graphsim import GraphSimServer
 from tests.fixtures.identity import CLIENT_ID, OAuthStorage
 
 T = TypeVar("T")
@@ -60,34 +57,6 @@ def _start(launcher: FuncHostLauncher, env: dict[str, str], tmp_path: Path) -> t
     host = launcher(ROOT, env, settings=tmp_path / "no-local-settings.json")
     client = httpx.Client(base_url=host.base_url, headers={"x-functions-key": host.function_key}, timeout=30)
     return host, client
-
-
-def _subscribe(oauth: OAuthStorage, prefix: str, graph_url: str, host: FuncHostProcess) -> tuple[str, str]:
-    """A simulator subscription to the app's webhook, recorded in the app's registry (as pipeline.subscribe)."""
-    client_state = secrets.token_urlsafe(24)
-    body = {
-        "changeType": "updated",
-        "resource": "users",
-        "notificationUrl": f"{host.base_url}/api/notifications",
-        "clientState": client_state,
-        "expirationDateTime": (datetime.now(UTC) + timedelta(hours=24)).isoformat(),
-    }
-    created = httpx.post(
-        f"{graph_url}/subscriptions", json=body, headers={"Authorization": f"Bearer {GRAPHSIM_TOKEN}"}, timeout=30
-    )
-    created.raise_for_status()
-    subscription = created.json()
-    record = SubscriptionRecord(
-        id=subscription["id"],
-        resource="users",
-        change_types=("updated",),
-        notification_url=body["notificationUrl"],
-        client_state=Secret(client_state),
-        expiration=datetime.fromisoformat(subscription["expirationDateTime"].replace("Z", "+00:00")),
-        created_at=datetime.now(UTC),
-    )
-    _storage(oauth, prefix, lambda tables, _: SubscriptionRegistry(tables).upsert(record))
-    return subscription["id"], client_state
 
 
 def _forwarded_events(oauth: OAuthStorage, prefix: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
@@ -128,12 +97,21 @@ def test_app_runs_on_identity_based_storage(
     first, first_client = _start(funchost_factory, env, tmp_path)
     second, second_client = _start(funchost_factory, env, tmp_path)
     with first_client, second_client:
+        health = first_client.get("/api/health")
+        assert health.status_code == 200, health.text
+        assert {name: check["ok"] for name, check in health.json()["checks"].items()} == {
+            "table_storage": True,
+            "queue_storage": True,
+        }
         user = graphsim.users()[0]
         assert first_client.get(f"/api/users/{user['id']}").headers["X-Cache"] == "miss"
         assert second_client.get(f"/api/users/{user['id']}").headers["X-Cache"] == "hit-l2"
         assert graphsim.count(USER_ROUTE) == 1
 
-        subscription_id, client_state = _subscribe(oauth_storage, prefix, graphsim_server.base_url, first)
+        app = RunningApp(first, first_client, env)
+        subscription_id, client_state = subscribe(
+            app, graphsim_server.base_url, "users", "updated", lambda action: _storage(oauth_storage, prefix, action)
+        )
         item = {
             "subscriptionId": subscription_id,
             "clientState": client_state,

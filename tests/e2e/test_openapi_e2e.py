@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,14 @@ from tests.e2e.conftest import RunningApp
 
 ROOT = Path(__file__).resolve().parents[2]
 schema = schemathesis.openapi.from_dict(openapi_document())
+# RFC 9110 section 5.5: a field value holds no control characters other than horizontal tab.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _has_unsendable_header(headers: dict[str, Any] | None) -> bool:
+    """Negative generation may put control characters in a header: every HTTP server (Kestrel on Azure, aiohttp
+    in the harness) refuses such a request with a 400 of its own before the app runs."""
+    return any(_CONTROL_CHARACTERS.search(str(value)) for value in (headers or {}).values())
 
 
 def _public_routes() -> set[tuple[str, str]]:
@@ -55,6 +64,9 @@ def test_no_input_makes_the_api_fail_or_break_its_contract(case: Any, app: Runni
     every response matches the documented status codes, headers and schemas."""
     response = case.call(base_url=f"{app.host.base_url}/api", headers={"x-functions-key": app.host.function_key})
     assert response.status_code < 500 or response.status_code == 503, response.text
+    if _has_unsendable_header(case.headers):
+        assert response.status_code == 400, response.text  # the server's answer, not the app's contract
+        return
     # Positive-data acceptance is left out: user ids and cursors are checked semantically (a GUID or a UPN;
     # a cursor we issued), which a JSON schema cannot express, so schema-valid values may rightly be 400s.
     excluded = [schemathesis.checks.not_a_server_error, positive_data_acceptance]

@@ -6,6 +6,7 @@ Each run uses free ports and its own Azurite data folder, so it never meets a de
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -25,9 +26,11 @@ from azure.storage.queue import QueueClient
 
 from devtools.azurite import connection_string, free_port
 from devtools.graphsim.client import SimControl
+from devtools.identity import IdentityEndpoint
 from devtools.processes import stop_process
 from devtools.run import load_values
 from tests.fixtures.graphsim import start_graphsim, stop_graphsim
+from tests.fixtures.identity import OAuthStorage
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -235,3 +238,25 @@ def test_simulator_dying_stops_everything_with_status_1(run_command: Callable[..
     run.wait_for(r"^!! the Graph simulator exited with status -9; stopping everything", 30)
     assert run.process.wait(timeout=45) == 1
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_identity_storage_settings_win_over_the_run_commands_azurite(
+    run_command: Callable[..., RunCommand], oauth_storage: OAuthStorage, tmp_path: Path
+) -> None:
+    """A settings file with identity-based storage (and the sample's connection string left in it): the run
+    command starts no Azurite and drops the connection string, so the app starts on the identity settings and
+    /api/health reaches Storage with tokens from the managed-identity endpoint."""
+    values = {**load_values(SAMPLE), **oauth_storage.settings(), "STORAGE_TABLE_PREFIX": "r" + os.urandom(5).hex()}
+    settings_file = tmp_path / "identity.settings.json"
+    settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": values}), encoding="utf-8")
+    with IdentityEndpoint() as endpoint:
+        env = {**endpoint.environment, "SSL_CERT_FILE": str(oauth_storage.ca_file)}
+        run = run_command("--settings", str(settings_file), env=env)
+        run.wait_for(r"App running at")
+        storage = run.wait_for(r"storage: +(.*)").group(1)
+        assert storage.startswith("identity-based (AzureWebJobsStorage__blobServiceUri"), storage
+        assert "connection string is ignored" in storage
+        assert run.children("azurite") == []
+        health = httpx.get(f"{run.base_url}/api/health", timeout=30)
+        assert health.status_code == 200, health.text
+        assert {r["resource"] for r in endpoint.requests} == {"https://storage.azure.com"}

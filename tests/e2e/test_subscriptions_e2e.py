@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -19,6 +21,16 @@ def _self_subscribing_app(start_app: StartApp, graphsim: SimControl, mailbox: st
         GRAPH_SUBSCRIPTIONS=f"users=updated,deleted; users/{mailbox}/messages=created,updated,deleted",
         WEBHOOK_BASE_URL=f"http://127.0.0.1:{port}/api",
     )
+
+
+def _both_registered(app: RunningApp, graphsim: SimControl) -> list[dict[str, Any]]:
+    """Graph's two subscriptions, once the app has also recorded both in its registry: Graph holds a
+    subscription a moment before the app does, and a lifecycle event sent in that moment is rejected (its
+    clientState is not known yet), as it would be in Azure."""
+    wait_until(lambda: app.host.output.count("created subscription") >= 2, timeout=30)
+    subscriptions: list[dict[str, Any]] = graphsim.subscriptions()
+    assert len(subscriptions) == 2
+    return subscriptions
 
 
 def _admin(app: RunningApp) -> httpx.Client:
@@ -99,7 +111,7 @@ def test_removed_subscription_is_recreated_and_the_gap_is_caught_up(start_app: S
     gone reach downstream once through delta catch-up, and a new subscription exists."""
     user = graphsim.users()[2]
     app = _self_subscribing_app(start_app, graphsim, user["id"])
-    subscriptions = wait_until(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
+    subscriptions = _both_registered(app, graphsim)
     mailbox = next(s for s in subscriptions if s["resource"].endswith("/messages"))
 
     graphsim.lifecycle(mailbox["id"], "subscriptionRemoved")  # Graph drops it and tells us
@@ -118,8 +130,8 @@ def test_removed_subscription_is_recreated_and_the_gap_is_caught_up(start_app: S
 def test_reauthorization_required_reauthorizes(start_app: StartApp, graphsim: SimControl) -> None:
     """A reauthorizationRequired lifecycle event leads to a reauthorize call to Graph for that subscription."""
     user = graphsim.users()[3]
-    _self_subscribing_app(start_app, graphsim, user["id"])
-    subscriptions = wait_until(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
+    app = _self_subscribing_app(start_app, graphsim, user["id"])
+    subscriptions = _both_registered(app, graphsim)
     graphsim.lifecycle(subscriptions[0]["id"], "reauthorizationRequired")
     path = rf"^/subscriptions/{subscriptions[0]['id']}/reauthorize$"
     assert wait_until(lambda: graphsim.requests(path_regex=path, method="POST"), timeout=20)
@@ -132,7 +144,7 @@ def test_catch_up_overlapping_live_notifications_has_no_double_effects(
     downstream still gets it once (live and delta items of one version share a dedupe identity)."""
     user = graphsim.users()[4]
     app = _self_subscribing_app(start_app, graphsim, user["id"])
-    subscriptions = wait_until(lambda: len(graphsim.subscriptions()) == 2 and graphsim.subscriptions())
+    subscriptions = _both_registered(app, graphsim)
     mailbox = next(s for s in subscriptions if s["resource"].endswith("/messages"))
     sink = EventSink(app)
 

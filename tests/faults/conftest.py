@@ -35,7 +35,14 @@ def _fault_stack(graphsim_server: GraphSimServer, tmp_path_factory: pytest.TempP
     azurite.start()
     try:
         prefix = "f" + uuid.uuid4().hex[:10]
-        env = app_env(azurite.connection_string, graphsim_server.base_url, STORAGE_TABLE_PREFIX=prefix)
+        env = app_env(
+            azurite.connection_string,
+            graphsim_server.base_url,
+            STORAGE_TABLE_PREFIX=prefix,
+            # A harness started while Storage is down takes its timers' singleton locks (blob leases) once it
+            # is back, as the host does; poll for them every second instead of the host's minute.
+            AzureFunctionsJobHost__singleton__listenerLockRecoveryPollingInterval="00:00:01",
+        )
         with SimControl(graphsim_server.root_url) as sim:
             user_ids = [u["id"] for u in sim.users()[:10]]
         # The simulator validates a new subscription's notificationUrl, so a harness must be up for that.

@@ -313,7 +313,8 @@ class EventCollector:
     def _receive(self) -> int:
         from azure.core.exceptions import AzureError
 
-        messages = list(self._client.receive_messages(max_messages=32, messages_per_page=32, visibility_timeout=60))
+        # A short hold: a receive whose answer is lost in the outage hides its events only briefly.
+        messages = list(self._client.receive_messages(max_messages=32, messages_per_page=32, visibility_timeout=5))
         now = time.time()
         for message in messages:
             if message.id not in self._message_ids:

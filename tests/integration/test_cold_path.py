@@ -44,13 +44,16 @@ def _fresh_process(uid: str, env: dict[str, str]) -> dict[str, object]:
 def test_first_request_of_a_fresh_process_is_an_l2_hit_without_the_graph_sdk(
     app_env: dict[str, str], graphsim_server: GraphSimServer, graphsim: SimControl
 ) -> None:
-    """Process 1 misses (and loads the SDK to call Graph); process 2's first request is hit-l2 with no
-    msgraph/kiota module imported at all."""
+    """Process 1 misses (and loads the SDK to call Graph, but none of its typed models); process 2's first
+    request is hit-l2 with no msgraph/kiota module imported at all."""
     env = {**os.environ, **app_env, "GRAPH_BASE_URL": graphsim_server.base_url, "PYTHONPATH": str(ROOT)}
     env["GRAPH_STATIC_TOKEN"] = "graphsim-test-token"
     uid = graphsim.users()[0]["id"]
     first = _fresh_process(uid, env)
     assert first["x_cache"] == "miss"
-    assert first["graph_modules"]
+    loaded = first["graph_modules"]
+    assert isinstance(loaded, list)
+    assert loaded
+    assert not [name for name in loaded if name.startswith("msgraph.generated.models")]
     second = _fresh_process(uid, env)
     assert second == {"status": 200, "x_cache": "hit-l2", "graph_modules": []}

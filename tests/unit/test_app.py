@@ -32,10 +32,12 @@ EXPECTED = {
     "sweep": ("timerTrigger", "0 */15 * * * *", False),
     "mirror_round": ("queueTrigger", "mirror-rounds", "AzureWebJobsStorage"),
     "mirror_safety_net": ("timerTrigger", "0 * * * * *", True),
+    # The hub's name is the declared default, read at indexing (never a %SETTING% expression).
+    "process_eventhub": ("eventHubTrigger", "graph-notifications", "GRAPH_EVENTHUB"),
 }
 
 
-SCHEDULES = ("SUBSCRIPTION_RENEWAL_SCHEDULE", "MAINTENANCE_SCHEDULE")
+SCHEDULES = ("SUBSCRIPTION_RENEWAL_SCHEDULE", "MAINTENANCE_SCHEDULE", "GRAPH_EVENTHUB_NAME")
 
 
 def _indexed(**settings: str) -> dict[str, dict[str, object]]:
@@ -59,6 +61,10 @@ def test_timer_schedules_come_from_their_settings_when_set() -> None:
     assert indexed["sweep"]["schedule"] == "0 */15 * * * *"
 
 
+def test_the_event_hub_name_comes_from_its_setting_when_set() -> None:
+    assert _indexed(GRAPH_EVENTHUB_NAME="other-hub")["process_eventhub"]["eventHubName"] == "other-hub"
+
+
 def test_indexed_functions_and_triggers() -> None:
     """The app registers exactly the expected functions with their trigger bindings."""
     indexed = _indexed()
@@ -72,6 +78,9 @@ def test_indexed_functions_and_triggers() -> None:
         elif trigger == "queueTrigger":
             assert binding["queueName"] == target
             assert binding["connection"] == extra
+        elif trigger == "eventHubTrigger":
+            assert (binding["eventHubName"], binding["connection"]) == (target, extra)
+            assert str(binding["cardinality"]).lower() == "many"
         else:
             assert binding["schedule"] == target
             assert bool(binding.get("runOnStartup")) is extra

@@ -167,3 +167,34 @@ async def test_yield_slot_keeps_going_when_nobody_waits_and_queues_behind_waiter
     await waiting
     assert order == ["other", "mine"]
     assert (g.in_use, g.waiting) == (0, 0)
+
+
+def test_a_fresh_gate_never_closes_below_one_slot_by_default() -> None:
+    g, clock = gate(max_slots=8)
+    for _ in range(5):
+        clock.now += 1
+        g.on_ack(10.0)
+    assert g.limit == 1
+
+
+def test_falling_behind_relaxes_the_targets_to_their_ceilings() -> None:
+    """While messages are admitted later than ``target_delay``, acks and lag up to ``behind_factor`` times
+    their targets leave the slots alone, and good lag samples open slots despite recent slow signals."""
+    g, clock = gate(max_slots=16, target_ack=0.1, target_lag=0.02, target_delay=1.0, behind_factor=2.5)
+    g.limit = 8
+    g.on_delay(0.5)  # within target: not behind
+    g.on_ack(0.2)
+    assert (g.behind, g.limit) == (False, 4)
+    clock.now += 0.2
+    g.on_delay(3.0)
+    assert g.behind
+    g.on_ack(0.2)  # over its target, under its ceiling (0.25 s)
+    g.on_lag(0.04)  # likewise (ceiling 0.05 s): a good sample, opens a slot although 0.2 s ago was slow
+    assert g.limit == 5
+    g.on_ack(0.3)  # over the ceiling: acknowledgements still win
+    assert g.limit == 2
+    clock.now += 1.0  # no late message for ``hold``: the targets are back
+    assert not g.behind
+    clock.now += 0.1
+    g.on_ack(0.2)
+    assert g.limit == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devtools.run import SAMPLE_GRAPH_URL, RestartBudget, external_graph_url, webhook_base_url
+from devtools.run import SAMPLE_GRAPH_URL, RestartBudget, choose_storage, external_graph_url, webhook_base_url
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,26 @@ def test_restart_budget_allows_a_few_restarts_per_window() -> None:
     assert [budget.take(), budget.take(), budget.take()] == [1, 2, None]
     now[0] = 10.5
     assert budget.take() == 1
+
+
+def test_identity_storage_settings_win_over_the_connection_string() -> None:
+    """Identity-based settings with a value: the connection string (the app refuses both) is dropped and no
+    Azurite is started; the samples' empty identity settings leave the Azurite path as it was."""
+    started: list[str] = []
+
+    def azurite() -> str:
+        started.append("azurite")
+        return "UseDevelopmentStorage=true"
+
+    env = {"AzureWebJobsStorage": "from-the-file", "AzureWebJobsStorage__accountName": "prodstore"}
+    note = choose_storage(env, azurite)
+    assert "AzureWebJobsStorage" not in env
+    assert env["AzureWebJobsStorage__accountName"] == "prodstore"
+    assert started == []
+    assert "identity-based (AzureWebJobsStorage__accountName)" in note
+    assert "connection string is ignored" in note
+
+    sample = {"AzureWebJobsStorage": "from-the-file", "AzureWebJobsStorage__accountName": " "}
+    assert choose_storage(sample, azurite) == "Azurite"
+    assert sample["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    assert started == ["azurite"]

@@ -41,6 +41,9 @@ BICEP_EXPRESSION_SAMPLES = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-4000-8000-000000000000",
     "WEBHOOK_BASE_URL": "https://func-graphfn-abc.azurewebsites.net/api",
     "GRAPH_SUBSCRIPTIONS": "users=updated,deleted",
+    "GRAPH_EVENTHUB__fullyQualifiedNamespace": "evhns-graphfn-abc.servicebus.windows.net",
+    "GRAPH_EVENTHUB__clientId": "01234567-89ab-4cde-8f01-23456789abcd",
+    "GRAPH_EVENTHUB_TENANT": "",
     "AzureWebJobsStorage__clientId": "89abcdef-0123-4567-89ab-cdef01234567",
     "AzureWebJobsStorage__blobServiceUri": "https://stx.blob.core.windows.net/",
     "AzureWebJobsStorage__queueServiceUri": "https://stx.queue.core.windows.net/",
@@ -293,7 +296,7 @@ def test_real_credentials_with_a_loopback_webhook_are_refused(webhook: str) -> N
 
 def test_timer_schedules_have_defaults_without_their_settings() -> None:
     """A timer's schedule is its setting when set (stripped), else the declared default; never absent."""
-    from shared.settings import timer_schedule
+    from shared.index_time import timer_schedule
 
     assert timer_schedule("SUBSCRIPTION_RENEWAL_SCHEDULE", {}) == "0 */30 * * * *"
     assert timer_schedule("MAINTENANCE_SCHEDULE", {"MAINTENANCE_SCHEDULE": "  "}) == "0 */15 * * * *"
@@ -398,3 +401,25 @@ def test_bicep_drift_is_seen() -> None:
     assert values["WEBHOOK_BASE_URL"] == "'https://${site.properties.defaultHostName}/api'"
     assert values["GRAPH_STATIC_TOKEN"] == "''"
     assert _literal(values["WEBHOOK_BASE_URL"]) is None
+
+
+def test_rich_notifications_need_a_certificate_and_an_audience() -> None:
+    """On, they need the decrypting certificate with its id and an app id for the tokens; the previous
+    certificate comes with its id or not at all; the PEM never shows in the error."""
+    message = _error({**VALID, "RICH_NOTIFICATIONS": "true"})
+    assert "RICH_NOTIFICATIONS_CERTIFICATE and RICH_NOTIFICATIONS_CERTIFICATE_ID" in message
+    assert "RICH_NOTIFICATIONS_AUDIENCE or GRAPH_CLIENT_ID" in message
+    pem = "-----BEGIN PRIVATE KEY-----" + SECRET_VALUE
+    message = _error({**VALID, "RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE": pem})
+    assert "together with RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE_ID" in message
+    assert SECRET_VALUE not in message
+    on = {
+        **VALID,
+        "RICH_NOTIFICATIONS": "true",
+        "RICH_NOTIFICATIONS_CERTIFICATE": pem,
+        "RICH_NOTIFICATIONS_CERTIFICATE_ID": "cert-2026",
+        "RICH_NOTIFICATIONS_AUDIENCE": "3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+    }
+    current = read_settings(on)
+    assert (current.rich_notifications, current.rich_certificate_id) == (True, "cert-2026")
+    assert read_settings(VALID).rich_notifications is False

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.errors import StorageUnavailableError
-from shared.storage import OutageWait, guard, safe_key, storage_call
+from shared.storage import OutageWait, counting_calls, guard, safe_key, storage_call
 
 FORBIDDEN = set("/\\#?") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
 
@@ -119,3 +119,35 @@ async def test_outage_wait_retries_until_storage_answers_or_the_deadline() -> No
 
     with pytest.raises(StorageUnavailableError):
         await OutageWait(budget_seconds=0.05, first_delay=0.01).run(always_down)
+
+
+class _Answers:
+    """A client whose ``write`` raises the given error (or returns) once per call."""
+
+    def __init__(self, *errors: Exception | None) -> None:
+        self._errors = list(errors)
+
+    async def write(self) -> None:
+        error = self._errors.pop(0)
+        if error is not None:
+            raise error
+
+
+def _answered(status: int, kind: type[HttpResponseError] = HttpResponseError) -> HttpResponseError:
+    error = kind(message=str(status))
+    error.status_code = status
+    return error
+
+
+async def test_counting_calls_counts_409_and_412_answers_as_conflicts() -> None:
+    """Contention between writers (a row created or changed first by another) is counted apart from
+    other answers, so the benchmarks can report conflicts per item."""
+    client = guard(
+        _Answers(None, _answered(409, ResourceExistsError), _answered(412), _answered(404, ResourceNotFoundError)), "t"
+    )
+    with counting_calls() as count:
+        await client.write()
+        for _ in range(3):
+            with pytest.raises(HttpResponseError):
+                await client.write()
+    assert (count.calls, count.conflicts) == (4, 2)

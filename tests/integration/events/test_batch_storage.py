@@ -15,8 +15,15 @@ from shared.events.bus import EventBus
 from shared.events.dedupe import DedupeConfig, DedupeStore
 from shared.events.dispatch import ExactlyOnceDispatcher
 from shared.events.handlers import FORWARD_HANDLER, EventForwarder, ForwardingConfig, register_builtin_handlers
+from shared.events.lifecycle import LoggingLifecycleReactions
 from shared.events.model import Event
-from shared.events.notifications import ChangeNotification, encode_envelope, parse_envelope, parse_item
+from shared.events.notifications import (
+    ChangeNotification,
+    LifecycleNotification,
+    encode_envelope,
+    parse_envelope,
+    parse_item,
+)
 from shared.events.outbound import decode_events
 from shared.events.poison import peek_poison
 from shared.events.processor import HandlersFailedError, NotificationProcessor, ProcessorConfig
@@ -203,3 +210,36 @@ async def test_single_event_dispatch_still_works_for_delta_and_the_mirror(stack:
     assert not (await stack.dispatcher.dispatch(event)).failed
     assert (await stack.dispatcher.dispatch(event)).duplicate
     assert list((await stack.forwarded()).values()) == [1]
+
+
+async def test_a_bad_lifecycle_item_is_poisoned_once_across_redeliveries(
+    tables: Tables, queues: Queues, names: QueueNames
+) -> None:
+    """The lifecycle queue parks a bad item once too: [missed, bad, reauthorizationRequired] whose reaction
+    fails twice is delivered three times; the poison queue holds the bad item once."""
+    from shared.events.lifecycle import LifecycleConfig, LifecycleFailedError, LifecycleProcessor
+
+    class FlakyReactions(LoggingLifecycleReactions):
+        failures = 2
+
+        async def reauthorization_required(self, notification: LifecycleNotification) -> None:  # type: ignore[override]
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("Graph is down")
+            self.counts[notification.lifecycle_event] += 1
+
+    reactions = FlakyReactions()
+    processor = LifecycleProcessor(
+        reactions, queues, LifecycleConfig(queue=names.lifecycle), poison_marks=DedupeStore(tables)
+    )
+    bad = {**samples.lifecycle("missed"), "subscriptionId": 42}
+    body = message(samples.lifecycle("missed"), bad, samples.lifecycle("reauthorizationRequired"))
+    for attempt in (1, 2):
+        with pytest.raises(LifecycleFailedError):
+            await processor.process(body, dequeue_count=attempt)
+    final = await processor.process(body, dequeue_count=3)
+
+    assert final.poisoned == 1
+    parked = await peek_poison(queues, names.lifecycle)
+    assert len(parked) == 1, f"the bad item was poisoned {len(parked)} times"
+    assert parse_envelope(parked[0].original).items == [bad]

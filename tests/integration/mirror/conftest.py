@@ -87,7 +87,7 @@ def _mirror(gateway: GraphGateway, tables: Tables, queues: Queues, sim_clock: An
             await hook()
 
     store = MirrorStore(tables)
-    sync = MirrorSync(DeltaReader(gateway), store, publish, pace=pace, clock=sim_clock)
+    sync = MirrorSync(DeltaReader(gateway, pace=pace), store, publish, clock=sim_clock)
     queue_name = f"{unique_name}-rounds"
     coordinator = MirrorCoordinator(
         store,

@@ -119,6 +119,15 @@ async def test_a_redelivered_notification_costs_one_round_and_one_event(
     assert [e.type for e in mirror.forwarded.events] == ["users.updated"]
 
 
+async def test_signals_racing_on_several_instances_enqueue_one_round(mirror: MirrorStack) -> None:
+    """Three deliveries of one notification processed at the same moment (three messages, three instances):
+    the waiting mark is a conditional write, so one of them enqueues the round and the others join it."""
+    await mirror.coordinator.run_round()
+    await asyncio.gather(*(mirror.coordinator.signal() for _ in range(3)))
+
+    assert await _queued(mirror) == 1
+
+
 async def test_a_signal_after_a_round_enqueues_the_next_one(mirror: MirrorStack) -> None:
     """The waiting mark is cleared when a round starts, so the next signal is not mistaken for a burst."""
     await mirror.coordinator.signal()
@@ -245,15 +254,7 @@ async def test_a_round_interrupted_by_503s_resumes_from_its_last_saved_page(
     assert len(users) == 250
     for user in users:
         graphsim.update_user(user["id"], department="Moved")
-    pages = 0
-
-    async def fail_after_the_first_page() -> None:
-        nonlocal pages
-        pages += 1
-        if pages == 2:
-            graphsim.add_fault(r"^/users/delta", 503, count=10)
-
-    mirror.pace_hook.append(fail_after_the_first_page)
+    graphsim.add_fault(r"^/users/delta", 503, count=10, after=1)  # the first page passes, the rest fail
     with pytest.raises(UnavailableError):
         await mirror.sync.run()
     published_before = len(mirror.forwarded.events)
@@ -293,18 +294,9 @@ async def test_a_first_fill_interrupted_then_expired_starts_over_silently(
     """The first fill stops after a page (503s); meanwhile its page link expires (410): the next round fills
     the mirror from the start, still publishing nothing."""
     graphsim.reset(users=250, messages_per_user=0)
-    pages = 0
-
-    async def fail_after_the_first_page() -> None:
-        nonlocal pages
-        pages += 1
-        if pages == 2:
-            graphsim.add_fault(r"^/users/delta", 503, count=10)
-
-    mirror.pace_hook.append(fail_after_the_first_page)
+    graphsim.add_fault(r"^/users/delta", 503, count=10, after=1)  # the first page passes, the rest fail
     with pytest.raises(UnavailableError):
         await mirror.sync.run()
-    mirror.pace_hook.clear()
     for rule in graphsim.faults():
         graphsim.remove_fault(rule["id"])
     graphsim.invalidate_delta("users")
@@ -316,3 +308,29 @@ async def test_a_first_fill_interrupted_then_expired_starts_over_silently(
     assert mirror.forwarded.events == []
     assert len(await mirror.store.users(u["id"] for u in graphsim.users())) == 250
     assert (await mirror.store.state())["Filled"] is True
+
+
+async def test_old_tombstones_are_swept_and_live_users_stay(mirror: MirrorStack, graphsim: SimControl) -> None:
+    """A deleted user's row stays (404, late ``@removed`` ignored) until the sweep's cutoff passes its last
+    write; live users and younger tombstones are never swept."""
+    from datetime import timedelta
+
+    await mirror.sync.run()
+    gone, alive = graphsim.users()[0], graphsim.users()[1]
+    graphsim.delete_user(gone["id"])
+    await mirror.sync.run()
+    row = await mirror.store.user(gone["id"])
+    assert row is not None
+    assert row.deleted
+
+    assert await mirror.store.sweep_tombstones(datetime.now(UTC) - timedelta(days=1)) == 0
+    assert await mirror.store.sweep_tombstones(datetime.now(UTC) + timedelta(minutes=1)) == 1
+
+    assert await mirror.store.user(gone["id"]) is None
+    assert await mirror.store.user(alive["id"]) is not None
+    graphsim.update_user(alive["id"], jobTitle="Still here")
+    await mirror.sync.run()
+    assert [(e.type, e.user_id) for e in mirror.forwarded.events] == [
+        ("users.deleted", gone["id"].lower()),
+        ("users.updated", alive["id"].lower()),
+    ]

@@ -25,6 +25,7 @@ from shared.resilience.retry import RetryPolicy
 from shared.settings import Settings
 from shared.storage import Tables
 from shared.subscriptions.catchup import DeltaCatchup
+from shared.subscriptions.delivery import EventHubTarget
 from shared.subscriptions.desired import parse_desired
 from shared.subscriptions.leases import LeaseStore
 from shared.subscriptions.origins import OriginStore
@@ -121,6 +122,10 @@ def _mailbox(graphsim: SimControl) -> str:
     return user_id
 
 
+# Where ``@eventhub`` entries deliver (the simulator needs no stand-in to accept the subscription).
+HUB = EventHubTarget("graphsim-hub.servicebus.windows.net", "graph-notifications", "contoso.com")
+
+
 @pytest.fixture(name="make_stack")
 def _make_stack(gateway: GraphGateway, tables: Tables, receiver: Receiver, sim_clock: SimClock) -> Any:
     """``make_stack(desired)``: a fresh set of components on the same tables, like another app instance."""
@@ -140,6 +145,7 @@ def _make_stack(gateway: GraphGateway, tables: Tables, receiver: Receiver, sim_c
             desired=parse_desired(desired),
             webhook_base=receiver.url(""),
             clock=sim_clock,
+            eventhub=HUB,
         )
         return Stack(service, registry, origins, leases, catchup, published)
 

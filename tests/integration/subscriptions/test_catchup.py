@@ -200,3 +200,36 @@ async def test_a_link_saved_under_another_base_url_is_used_on_the_current_one(
     assert (result.published, result.resynced) == (1, False)
     row = await table.get_entity("delta", safe_key(spec.resource))
     assert not urlsplit(row["DeltaLink"]).netloc
+
+
+async def test_a_mail_catch_up_is_paced_by_the_request_budget(
+    gateway: GraphGateway, tables: Tables, stack: Stack, graphsim: SimControl, mailbox: str
+) -> None:
+    """A catch-up is a burst of delta pages like a mirror round: each page takes a token from the budget
+    (GRAPH_RATE_LIMIT, shared/graph/pacing.py), throttled answers included."""
+    from shared.graph.pacing import RateLimit, RequestBudget
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    now = [0.0]
+    budget = RequestBudget(RateLimit(1, 1.0), clock=lambda: now[0], sleep=sleep)
+    reader = DeltaReader(
+        gateway,
+        pace=budget.acquire,
+        on_response=lambda response: budget.observe(response.status_code, response.headers),
+    )
+    catchup = DeltaCatchup(reader, tables, stack.leases, stack.published)
+    graphsim.add_fault(r"/messages/delta", 429, retry_after=1, count=1)
+
+    result = await catchup.catch_up(parse_resource(f"users/{mailbox}/messages"))
+
+    pages = len(graphsim.requests(path_regex=r"/messages/delta", status=200))
+    assert result.baseline
+    assert pages >= 3  # the inbox's messages take several pages
+    assert len(graphsim.requests(path_regex=r"/messages/delta", status=429)) == 1
+    assert len(slept) >= pages - 1  # one token per second: every page after the first waited for one
+    assert budget.waited >= pages - 1

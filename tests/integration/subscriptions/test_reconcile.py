@@ -95,3 +95,28 @@ async def test_concurrent_reconciles_create_each_subscription_once(
     assert len(graphsim.requests(route="POST /subscriptions")) == 2
     assert live_resources(graphsim) == sorted(["users", f"users/{mailbox}/messages"])
     assert len(await stacks[0].registry.list_all()) == 2
+
+
+async def test_switching_an_entry_to_the_event_hub_replaces_its_subscription(
+    make_stack: Any, graphsim: SimControl, mailbox: str
+) -> None:
+    """``@eventhub`` creates the subscription with Graph's EventHub: URL for both kinds of notification (no
+    handshake: the receiver sees none); switching back and forth replaces it, each state converging once."""
+    webhook: Stack = make_stack(f"users/{mailbox}/messages=created")
+    await webhook.service.reconcile()
+    (before,) = graphsim.subscriptions()
+    graphsim.clear_deliveries()
+
+    hub: Stack = make_stack(f"users/{mailbox}/messages=created@eventhub")
+    result = await hub.service.reconcile()
+
+    assert result.created == (f"users/{mailbox}/messages",)
+    (after,) = graphsim.subscriptions()
+    assert after["id"] != before["id"]
+    url = "EventHub:https://graphsim-hub.servicebus.windows.net/eventhubname/graph-notifications?tenantId=contoso.com"
+    assert (after["notificationUrl"], after["lifecycleNotificationUrl"]) == (url, url)
+    assert [d["kind"] for d in graphsim.deliveries()] == ["validation"]  # into the hub, not a handshake
+    assert (await hub.service.reconcile()).unchanged == (f"users/{mailbox}/messages",)
+    assert (await webhook.service.reconcile()).created == (f"users/{mailbox}/messages",)
+    (back,) = graphsim.subscriptions()
+    assert back["notificationUrl"].endswith("/notifications")

@@ -41,13 +41,13 @@ async def test_a_message_is_dispatched_whole_unless_webhook_posts_are_being_answ
     gate = BackgroundGate(GateConfig(max_slots=4))
     dispatcher = RecordingDispatcher()
     processor = NotificationProcessor(cast(ExactlyOnceDispatcher, dispatcher), cast(Queues, FakeQueues()), gate=gate)
-    items = [json.dumps(message_change(message=f"m{n}", etag=f'W/"{n}"')) for n in range(45)]
+    items = [json.dumps(message_change(message=f"m{n}", etag=f'W/"{n}"')) for n in range(245)]
     message = encode_envelope(datetime.now(UTC), items)
 
-    assert (await processor.process(message)).published == 45
-    assert dispatcher.batches == [45]
+    assert (await processor.process(message)).published == 245
+    assert dispatcher.batches == [245]
 
     gate.on_ack(0.01)  # a POST was just answered: the gate is contended
-    assert (await processor.process(message)).items == 45
-    assert dispatcher.batches == [45, 20, 20, 5]
+    assert (await processor.process(message)).items == 245
+    assert dispatcher.batches == [245, 100, 100, 45]
     assert gate.in_use == 0

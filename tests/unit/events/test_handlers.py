@@ -106,6 +106,21 @@ async def test_enrichment_fills_data_only_when_switched_on() -> None:
     assert calls == ["e1"]
 
 
+async def test_an_event_that_brought_its_data_is_not_enriched() -> None:
+    """A rich notification's decrypted resource is forwarded as is: no Graph call for it."""
+    calls: list[str] = []
+
+    async def enrich(event: Event) -> Mapping[str, Any]:
+        calls.append(event.id)
+        return {"subject": "from Graph"}
+
+    queues = FakeQueues()
+    event = replace(make_event(), data={"subject": "from the notification"})
+    await EventForwarder(queues, ForwardingConfig(enrich=True), enrich)(event)  # type: ignore[arg-type]
+    assert decode_events(queues.sent["graph-events"][0])[0]["data"] == {"subject": "from the notification"}
+    assert calls == []
+
+
 async def test_oversized_enrichment_is_forwarded_without_data() -> None:
     """Data too big for one queue message is left out instead of failing forever."""
 

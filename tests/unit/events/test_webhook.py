@@ -237,6 +237,40 @@ async def test_a_failed_send_fails_exactly_the_posts_it_carried() -> None:
     assert len(failed) < 4
 
 
+async def test_flushes_are_spaced_by_the_interval_and_a_quiet_post_goes_at_once() -> None:
+    """A POST after a quiet spell is sent at once; POSTs arriving within ``min_interval`` of that flush wait
+    for the next one (never longer than the interval) and travel together in one message."""
+    loop = asyncio.get_running_loop()
+    sent_at: list[float] = []
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        sent_at.append(loop.time())
+        sent.append(text)
+
+    interval = 0.2
+    commit = GroupCommit(send, 48 * 1024, min_interval=interval)
+    started = loop.time()
+    assert await commit.persist(RECEIVED, [json.dumps({"n": "first"})]) == 1
+    assert sent_at[0] - started < interval / 2  # no company and no earlier flush: no wait
+
+    async def post(n: int) -> float:
+        await asyncio.sleep(0.01 * n)  # spread over 50 ms, all inside the interval
+        await commit.persist(RECEIVED, [json.dumps({"n": f"later-{n}"})])
+        return loop.time()
+
+    acked_at = await asyncio.gather(*(post(n) for n in range(6)))
+    assert len(sent) == 2  # the six later POSTs shared one message
+    assert sorted(i["n"] for i in parse_envelope(sent[1]).items) == sorted(f"later-{n}" for n in range(6))
+    assert sent_at[1] - sent_at[0] >= interval * 0.95
+    assert max(acked_at) - sent_at[0] < interval * 2  # each waited at most about the interval
+
+    await asyncio.sleep(interval * 1.5)  # quiet again
+    before = loop.time()
+    await commit.persist(RECEIVED, [json.dumps({"n": "after a pause"})])
+    assert sent_at[2] - before < interval / 2
+
+
 def test_the_webhook_path_imports_no_graph_sdk() -> None:
     """Importing the webhook and processors loads neither msgraph nor kiota (the ack must not pay for them)."""
     code = (

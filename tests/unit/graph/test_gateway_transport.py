@@ -5,6 +5,7 @@ like Graph. Each test asserts on the requests that reached the transport, so a r
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from shared.errors import NotFoundError, ThrottledError, TransientError, UnavailableError
-from shared.graph.client import build_graph_client, build_http_client
+from shared.graph.client import build_graph_client, build_http_client, tls_context
 from shared.graph.credentials import StaticTokenCredential, build_credential
 from shared.graph.gateway import DIRECTORY, MAIL, GraphGateway
 from shared.policies import graph_attempt_seconds, retry_policy
@@ -231,3 +232,13 @@ async def test_mail_and_directory_use_separate_breakers(rig: Rig) -> None:
         await rig.gateway.list_messages("u1", top=2, select=["id"])
     assert (await rig.breakers.get(MAIL).snapshot()).failures == ATTEMPTS
     assert (await rig.breakers.get(DIRECTORY).snapshot()).failures == 0
+
+
+def test_graph_transport_reuses_one_verifying_tls_context() -> None:
+    """The Graph client's TLS context is the process's one (not a second certificate load), and it verifies
+    certificates and host names."""
+    context = tls_context()
+    assert context is tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 0

@@ -63,10 +63,32 @@ def test_fault_rule_with_count_wears_out() -> None:
     assert faults.rules == []
 
 
+def test_fault_rule_after_lets_the_first_matches_through() -> None:
+    """``after`` fails a paged read in its middle: the first M matches pass, then the rule fires."""
+    faults = FaultRegistry()
+    faults.add({"path": "^/users/delta$", "status": 503, "count": 2, "after": 1})
+    assert [faults.match("GET", "/users/delta") is not None for _ in range(4)] == [False, True, True, False]
+
+
+def test_fault_rule_with_query_param_fails_only_the_later_pages() -> None:
+    """``query_param`` fails every page of a paged read but its first, whoever reads."""
+    faults = FaultRegistry()
+    faults.add({"path": "^/users/delta$", "status": 503, "query_param": "$skiptoken"})
+    assert faults.match("GET", "/users/delta", {"$deltatoken": "a"}) is None
+    assert faults.match("GET", "/users/delta") is None
+    assert faults.match("GET", "/users/delta", {"$skiptoken": "b"}) is not None
+
+
 def test_fault_rule_validation() -> None:
     """Nonsense rules are refused with a reason."""
     faults = FaultRegistry()
-    for spec in ({"path": "["}, {"status": 42}, {"action": "explode", "status": 500}, {"path": "x"}):
+    for spec in (
+        {"path": "["},
+        {"status": 42},
+        {"action": "explode", "status": 500},
+        {"path": "x"},
+        {"status": 503, "after": -1},
+    ):
         with pytest.raises(FaultRuleError):
             faults.add(spec)
 

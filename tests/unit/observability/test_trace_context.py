@@ -12,7 +12,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from devtools.funchost.invoke import InvocationContext
 from shared import metrics
@@ -28,6 +28,7 @@ ENV = {
     "GRAPH_BASE_URL": "http://127.0.0.1:9/v1.0",
     "GRAPH_AUTH_MODE": "static_token",
     "GRAPH_STATIC_TOKEN": "t",
+    "TIMER_STARTUP_DELAY_SECONDS": "0",  # the timer case runs at once, as in a process past its start
 }
 
 
@@ -49,7 +50,7 @@ async def _invoke(kind: str, name: str, handler: Callable[[], Awaitable[Any]]) -
         await run_http(name, _context(), handler)
     elif kind == "pubsub":
         msg = func.QueueMessage(id="m-1", body=b"{}")
-        await run_queue(name, _context(), msg, handler)
+        await run_queue(name, _context(), msg, handler, queue="graph-notifications")
     else:
         await run_timer(name, _context(), handler)
 
@@ -75,7 +76,14 @@ async def test_spans_in_an_invocation_carry_the_hosts_trace_id(otel: Recorded, k
     assert invocation.parent.is_remote
     assert format(invocation.parent.span_id, "016x") == HOST_SPAN_ID
     assert inner.parent is not None
-    assert inner.parent.span_id == invocation.context.span_id
+    if kind == "pubsub":  # a queue message's processing is a span of its own between the two
+        process = spans["process graph-notifications"]
+        assert process.kind is SpanKind.CONSUMER
+        assert process.parent is not None
+        assert process.parent.span_id == invocation.context.span_id
+        assert inner.parent.span_id == process.context.span_id
+    else:
+        assert inner.parent.span_id == invocation.context.span_id
     assert invocation.attributes == {"faas.invocation_id": "inv-42", "faas.trigger": kind}
 
 
@@ -177,3 +185,48 @@ def test_configured_azure_monitor_exports_spans_and_leaves_logs_to_the_host() ->
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"app_exporter": 0, "host_path": 1, "trace_ids": [TRACE_ID]}
+
+
+# Also a fresh process: the host's sampled flag decides whether the app's spans of an invocation are kept.
+_SAMPLING_SCRIPT = """
+import json, os
+from shared.metrics import otel
+otel.configure_azure_monitor(
+    "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
+)
+from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+spans = InMemorySpanExporter()
+provider = trace.get_tracer_provider()
+provider.add_span_processor(SimpleSpanProcessor(spans))
+cases = {"sampled": "00-TRACE-SPAN-01", "not_sampled": "00-TRACE-SPAN-00", "no_parent": ""}
+for case, parent in cases.items():
+    with otel.invocation_span(case, "inv-" + case, "http", parent):
+        with otel.traced("GET", "client", {"http.request.method": "GET"}):
+            pass
+print(json.dumps({
+    "exported": sorted(s.name for s in spans.get_finished_spans()),
+    "sampler": provider.sampler.get_description(),
+    "sampler_env_left": os.environ.get("OTEL_TRACES_SAMPLER"),
+    "httpx_instrumented": HTTPXClientInstrumentor().is_instrumented_by_opentelemetry,
+}), flush=True)
+os._exit(0)
+""".replace("TRACE", TRACE_ID).replace("SPAN-", HOST_SPAN_ID + "-")
+
+
+def test_app_spans_follow_the_hosts_sampling_decision() -> None:
+    """With the real distro configured: an invocation whose traceparent is sampled (-01) keeps its spans, one
+    the host did not sample (-00) exports none, one without a parent is kept; the sampler is parent-based,
+    the setting is not left in the environment, and the distro's httpx spans are off (the Graph transport
+    makes the HTTP client spans)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SAMPLING_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["exported"] == ["GET", "GET", "no_parent", "sampled"]
+    assert report["sampler"].startswith("ParentBased{root:AlwaysOnSampler")
+    assert report["sampler_env_left"] is None
+    assert report["httpx_instrumented"] is False

@@ -106,3 +106,43 @@ def test_many_bad_entries_produce_a_bounded_message() -> None:
 
     assert "... and 140 more" in caught.value.message
     assert len(caught.value.message) < 3000
+
+
+def test_an_entry_may_name_its_delivery_path() -> None:
+    """``@eventhub`` after the change types sends that subscription to the event hub; ``@webhook`` or nothing
+    keeps the webhook; a UPN's ``@`` in the resource is not a delivery."""
+    desired = parse_desired(
+        "users=updated@EventHub; users/a@contoso.com/messages=created@webhook; users/b/messages=created"
+    )
+    assert [d.delivery for d in desired] == ["eventhub", "webhook", "webhook"]
+    assert desired[1].spec.user == "a@contoso.com"
+    with pytest.raises(ConfigurationError, match="unknown delivery 'queue'"):
+        parse_desired("users=updated@queue")
+
+
+def test_the_event_hub_url_is_graphs_documented_form() -> None:
+    from shared.subscriptions.delivery import EventHubTarget, delivery_of
+
+    url = EventHubTarget("MyNs.servicebus.windows.net", "graph-notifications", "contoso.com").url
+    assert url == "EventHub:https://myns.servicebus.windows.net/eventhubname/graph-notifications?tenantId=contoso.com"
+    assert delivery_of(url) == "eventhub"
+    assert delivery_of("https://app.example/api/notifications") == "webhook"
+
+
+def test_eventhub_entries_need_the_namespace_and_a_tenant() -> None:
+    from shared.settings import Settings
+    from shared.startup_checks import desired_subscriptions_problems
+
+    base = {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "GRAPH_AUTH_MODE": "static_token",
+        "GRAPH_STATIC_TOKEN": "t",
+        "GRAPH_BASE_URL": "http://127.0.0.1:8070/v1.0",
+        "WEBHOOK_BASE_URL": "http://127.0.0.1:7071/api",
+        "GRAPH_SUBSCRIPTIONS": "users=updated@eventhub",
+    }
+    problems = desired_subscriptions_problems(Settings.from_env(base))
+    assert any("GRAPH_EVENTHUB__fullyQualifiedNamespace" in p for p in problems)
+    assert any("GRAPH_EVENTHUB_TENANT" in p for p in problems)
+    complete = {**base, "GRAPH_EVENTHUB__fullyQualifiedNamespace": "ns.servicebus.windows.net", "GRAPH_TENANT_ID": "t1"}
+    assert desired_subscriptions_problems(Settings.from_env(complete)) == []

@@ -1,8 +1,9 @@
-"""A request budget for the mirror's delta rounds: a token bucket that also listens to Graph.
+"""A request budget for delta reads: a token bucket that also listens to Graph.
 
-Initial syncs and resyncs are the largest bursts the app makes, so every page request of a round first
-takes a token (``GRAPH_RATE_LIMIT``: ``requests/seconds``). Rounds run one at a time across instances
-(a lease), so this process's bucket is the app's budget for them. On top of the bucket:
+Initial syncs and resyncs (the directory mirror's rounds, the mail catch-up after a gap or a 410) are the
+largest bursts the app makes, so every delta page request first takes a token (``GRAPH_RATE_LIMIT``:
+``requests/seconds``; one bucket per process, shared by both). Each kind of round runs under a lease, one at
+a time across instances. On top of the bucket:
 
 - ``Retry-After`` on a throttled answer (429/503) stops the round's requests until it has passed (the
   gateway's retry waits as well; this keeps the *next* pages from landing on a throttled service);

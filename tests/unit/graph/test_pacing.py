@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.mirror.pacing import RateLimit, RequestBudget
+from shared.graph.pacing import RateLimit, RequestBudget
 
 
 class FakeTime:
