@@ -44,6 +44,7 @@ Instance = Literal["cold", "warm"]
 POSTS_PER_CELL = 30  # x 10 items = 300 notifications per cell
 WARMUP_POSTS = 3
 SENDERS = 4
+DURING_SPREAD_S = 4.0  # a "during" cell sends its first 200 items over this long
 DELAY_SLACK_S = 30.0  # the guarantee: every acknowledged item reaches graph-events within outage + 30 s
 HEALTH_RECOVERY_S = 30.0
 ACK_RECOVERY_S = 45.0
@@ -299,8 +300,9 @@ class CellRun:
         pre_outage: list[Post] = []
         if cell.phase == "during":
             pre_outage = self.posts[: POSTS_PER_CELL * 2 // 3]
-            self.senders.schedule(pre_outage, time.time(), 0.0)
-            # Pull the plug as soon as processing has begun: POSTs still in flight cross the outage.
+            # Spread over a few seconds and pull the plug as soon as processing has begun: the rest of these
+            # POSTs, and the work they start, cross the outage however fast the processor is.
+            self.senders.schedule(pre_outage, time.time(), DURING_SPREAD_S)
             self._wait_forwarded(1, pre_outage, timeout=30)
         elif cell.phase == "after":
             pre_outage = self.posts[: POSTS_PER_CELL // 3]
