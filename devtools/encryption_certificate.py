@@ -30,3 +30,9 @@ def generate_pem(common_name: str = "graph-rich-notifications", key_bits: int = 
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return private + certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def certificate_id(pem: bytes) -> str:
+    """A stable ``encryptionCertificateId`` for a PEM's certificate: ``local-`` and 16 hex digits of its SHA-256."""
+    certificate = x509.load_pem_x509_certificate(pem)
+    return "local-" + certificate.fingerprint(hashes.SHA256()).hex()[:16]

@@ -125,6 +125,32 @@ def external_graph_url(env: dict[str, str], graph_url_option: str | None) -> str
     return None
 
 
+def simulator_rich_settings(env: dict[str, str], simulator_root: str, data_dir: Path) -> str | None:
+    """With ``RICH_NOTIFICATIONS`` on and the simulator as Graph, fill in what is missing: a local certificate
+    (generated once, kept beside Azurite's data so subscriptions made by an earlier run still decrypt) and the
+    simulator's token service as audience and OpenID configuration. Returns a note, or None when off."""
+    if env.get("RICH_NOTIFICATIONS", "").strip().lower() not in ("true", "1", "yes"):
+        return None
+    from devtools.encryption_certificate import certificate_id, generate_pem
+    from devtools.graphsim.rich_routes import OPENID_CONFIGURATION_PATH
+    from devtools.graphsim.seed import APPLICATION_ID
+
+    note = "rich notifications with the certificate from the settings"
+    if not env.get("RICH_NOTIFICATIONS_CERTIFICATE"):
+        pem_file = data_dir / "rich-notifications.pem"
+        if not pem_file.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            pem_file.write_bytes(generate_pem())
+            pem_file.chmod(0o600)
+        pem = pem_file.read_bytes()
+        env["RICH_NOTIFICATIONS_CERTIFICATE"] = pem.decode("ascii")
+        env["RICH_NOTIFICATIONS_CERTIFICATE_ID"] = certificate_id(pem)
+        note = f"rich notifications with a local certificate ({pem_file})"
+    env.setdefault("RICH_NOTIFICATIONS_AUDIENCE", APPLICATION_ID)
+    env.setdefault("RICH_NOTIFICATIONS_OPENID_CONFIGURATION", simulator_root + OPENID_CONFIGURATION_PATH)
+    return note
+
+
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float, stop: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -234,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             env.update(GRAPH_BASE_URL=graph_url, GRAPH_AUTH_MODE="static_token")
             env.setdefault("GRAPH_STATIC_TOKEN", "local-simulator-token")
             graph_note = f"Graph simulator at {graph_url} (control API: {graph_url.removesuffix('/v1.0')}/_sim/)"
+            rich_note = simulator_rich_settings(env, graph_url.removesuffix("/v1.0"), args.data_dir)
+            graph_note += f"; {rich_note}" if rich_note else ""
         else:
             env["GRAPH_BASE_URL"] = graph_url
             real = env.get("GRAPH_AUTH_MODE", "") in REAL_GRAPH_MODES

@@ -52,6 +52,13 @@ param eventHubTenant string = ''
 @maxValue(32)
 param eventHubPartitionCount int = 4
 
+@description('Rich notifications (docs/rich-notifications.md): verify validation tokens and decrypt resource data with the certificate stored in Key Vault as rich-notifications-certificate (PEM, exportable key). Off by default.')
+param enableRichNotifications bool = false
+
+@description('encryptionCertificateId of that certificate; change it with each rotation.')
+@maxLength(128)
+param richNotificationsCertificateId string = 'rich-notifications-1'
+
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 
@@ -152,6 +159,8 @@ module app 'modules/functionapp.bicep' = {
     graphSubscriptions: graphSubscriptions
     eventHubNamespace: enableEventHubs ? eventHubs.outputs.fullyQualifiedNamespace : ''
     eventHubTenant: eventHubTenant
+    enableRichNotifications: enableRichNotifications
+    richNotificationsCertificateId: richNotificationsCertificateId
   }
 }
 

@@ -15,15 +15,18 @@ from shared.subscriptions.desired import parse_desired
 
 
 def desired_subscriptions_problems(settings: Settings) -> list[str]:
-    """GRAPH_SUBSCRIPTIONS must parse (each bad entry named by position), as the subscription service will, and
-    ``@eventhub`` entries need the hub's namespace and tenant (the notification URL is built from them)."""
+    """GRAPH_SUBSCRIPTIONS must parse (each bad entry named by position), as the subscription service will,
+    ``@eventhub`` entries need the hub's namespace and tenant (the notification URL is built from them), and
+    ``+data`` entries need rich notifications on (the certificate Graph encrypts with, the key to decrypt)."""
     try:
         desired = parse_desired(settings.graph_subscriptions, "GRAPH_SUBSCRIPTIONS")
     except ConfigurationError as error:
         return [error.message]
-    if not any(d.delivery == "eventhub" for d in desired):
-        return []
     problems = []
+    if any(d.with_data for d in desired) and not settings.rich_notifications:
+        problems.append("GRAPH_SUBSCRIPTIONS: +data entries need RICH_NOTIFICATIONS=true and its certificate")
+    if not any(d.delivery == "eventhub" for d in desired):
+        return problems
     if settings.eventhub_namespace is None:
         problems.append("GRAPH_SUBSCRIPTIONS: @eventhub entries need GRAPH_EVENTHUB__fullyQualifiedNamespace")
     if (settings.eventhub_tenant or settings.graph_tenant_id) is None:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from shared.graph.delta import DeltaReader
     from shared.graph.gateway import GraphGateway
     from shared.graph.pacing import RequestBudget
+    from shared.graph.subscriptions import ResourceData
     from shared.loop_lag import LoopLagMonitor
     from shared.resilience.breaker import BreakerRegistry
     from shared.status import StatusSources
@@ -354,7 +355,19 @@ async def _make_subscriptions() -> SubscriptionService:
         webhook_base=current.webhook_base_url or "",
         config=SubscriptionConfig(renew_before=timedelta(hours=current.subscription_renew_before_hours)),
         eventhub=hub or None,
+        resource_data=_resource_data() if current.rich_notifications else None,
     )
+
+
+def _resource_data() -> ResourceData:
+    """What ``+data`` subscriptions ask Graph for: the API's default message fields (so an event's data has
+    the shape ``GET /api/users/{id}/messages`` answers with), encrypted for the current certificate."""
+    from shared.api.params import DEFAULT_MESSAGE_FIELDS
+    from shared.graph.subscriptions import EncryptionCertificate, ResourceData
+    from shared.wiring_rich import KEY_RING
+
+    key = registry.get_sync(KEY_RING).current
+    return ResourceData(DEFAULT_MESSAGE_FIELDS, EncryptionCertificate(key.encryption_certificate, key.certificate_id))
 
 
 async def _make_subscription_reactions() -> LifecycleReactions:

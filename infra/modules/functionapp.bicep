@@ -20,6 +20,9 @@ param graphSubscriptions string
 @description('Event Hubs namespace host of the hub path; empty: the path is off and its trigger disabled.')
 param eventHubNamespace string
 param eventHubTenant string
+@description('Turns RICH_NOTIFICATIONS on with the certificate from the vault (secret rich-notifications-certificate).')
+param enableRichNotifications bool
+param richNotificationsCertificateId string
 
 resource account 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
   name: storageAccountName
@@ -78,6 +81,8 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
 // Secrets are Key Vault references, resolved by the platform with the identity (Key Vault Secrets User).
 // Put the secret in the vault under this name (docs/deploy.md) before switching GRAPH_AUTH_MODE.
 var clientSecretReference = '@Microsoft.KeyVault(VaultName=${vaultName};SecretName=graph-client-secret)'
+// A Key Vault certificate's secret of the same name holds its private key and certificate (PEM content type).
+var richCertificateReference = '@Microsoft.KeyVault(VaultName=${vaultName};SecretName=rich-notifications-certificate)'
 
 // Every setting of shared/settings.py, with its production value, plus the host's own settings.
 // tests/unit/test_infra.py checks that the names below are exactly what the app and host read.
@@ -151,11 +156,11 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     GRAPH_EVENTHUB_TENANT: eventHubTenant
     // Without a namespace the trigger would fail to start its listener: the host skips it instead.
     'AzureWebJobs.process_eventhub.Disabled': empty(eventHubNamespace) ? 'true' : 'false'
-    // Rich notifications are off; turning them on needs the certificate as a Key Vault reference
+    // Rich notifications (enableRichNotifications): the certificate is a Key Vault reference
     // (docs/rich-notifications.md). The audience defaults to GRAPH_CLIENT_ID.
-    RICH_NOTIFICATIONS: 'false'
-    RICH_NOTIFICATIONS_CERTIFICATE: ''
-    RICH_NOTIFICATIONS_CERTIFICATE_ID: ''
+    RICH_NOTIFICATIONS: enableRichNotifications ? 'true' : 'false'
+    RICH_NOTIFICATIONS_CERTIFICATE: enableRichNotifications ? richCertificateReference : ''
+    RICH_NOTIFICATIONS_CERTIFICATE_ID: enableRichNotifications ? richNotificationsCertificateId : ''
     RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE: ''
     RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE_ID: ''
     RICH_NOTIFICATIONS_AUDIENCE: ''

@@ -7,7 +7,7 @@ are rare, the model import is cheap next to a POST's handshake); responses stay 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -21,6 +21,22 @@ MAX_PAGES = 100  # thousands of subscriptions; a list that never ends is Graph's
 
 
 @dataclass(frozen=True)
+class EncryptionCertificate:
+    """What Graph encrypts resource data with: our certificate (public part, base64 DER) and our id for it."""
+
+    certificate: str = field(repr=False)
+    certificate_id: str
+
+
+@dataclass(frozen=True)
+class ResourceData:
+    """A rich subscription's extras: the message fields Graph includes (``$select``) and the certificate."""
+
+    select: tuple[str, ...]
+    certificate: EncryptionCertificate
+
+
+@dataclass(frozen=True)
 class NewSubscription:
     """What ``POST /subscriptions`` needs. ``client_state`` is revealed here only, for the request body."""
 
@@ -30,6 +46,14 @@ class NewSubscription:
     lifecycle_url: str
     expiration: datetime
     client_state: str
+    resource_data: ResourceData | None = None  # None: a basic subscription
+
+    @property
+    def requested_resource(self) -> str:
+        """The resource as sent: with resource data, Outlook needs the fields in the path (``$select``)."""
+        if self.resource_data is None:
+            return self.resource
+        return f"{self.resource}?$select={','.join(self.resource_data.select)}"
 
 
 def expiration_of(body: dict[str, Any]) -> datetime:
@@ -53,13 +77,17 @@ class GraphSubscriptions:
     async def create(self, new: NewSubscription) -> dict[str, Any]:
         """``POST /subscriptions``: Graph runs the validation handshake on both URLs before answering."""
         body = Subscription(
-            resource=new.resource,
+            resource=new.requested_resource,
             change_type=",".join(new.change_types),
             notification_url=new.notification_url,
             lifecycle_notification_url=new.lifecycle_url,
             expiration_date_time=new.expiration,
             client_state=new.client_state,
         )
+        if new.resource_data is not None:
+            body.include_resource_data = True
+            body.encryption_certificate = new.resource_data.certificate.certificate
+            body.encryption_certificate_id = new.resource_data.certificate.certificate_id
         builder = self._gateway.client.subscriptions
         return await self._gateway.call(
             SUBSCRIPTIONS, lambda: builder.post(body, request_configuration=native_request())
@@ -86,9 +114,15 @@ class GraphSubscriptions:
         builder = self._gateway.client.subscriptions.by_subscription_id(subscription_id)
         return await self._gateway.call(SUBSCRIPTIONS, lambda: builder.get(request_configuration=native_request()))
 
-    async def renew(self, subscription_id: str, expiration: datetime) -> dict[str, Any]:
-        """``PATCH /subscriptions/{id}`` with a new ``expirationDateTime`` (the only property renewed)."""
+    async def renew(
+        self, subscription_id: str, expiration: datetime, certificate: EncryptionCertificate | None = None
+    ) -> dict[str, Any]:
+        """``PATCH /subscriptions/{id}`` with a new ``expirationDateTime``; with ``certificate``, a rich
+        subscription also gets the current encryption certificate (rotation happens at renewal)."""
         body = Subscription(expiration_date_time=expiration)
+        if certificate is not None:
+            body.encryption_certificate = certificate.certificate
+            body.encryption_certificate_id = certificate.certificate_id
         builder = self._gateway.client.subscriptions.by_subscription_id(subscription_id)
         return await self._gateway.call(
             SUBSCRIPTIONS, lambda: builder.patch(body, request_configuration=native_request())

@@ -3,13 +3,15 @@
 Format: entries separated by ``;``, each ``resource=changeType,changeType``; whitespace is ignored and an
 empty value means "no subscriptions"::
 
-    users=updated,deleted; users/adele@contoso.com/messages=created,updated,deleted@eventhub
+    users=updated,deleted; users/adele@contoso.com/messages=created,updated,deleted+data@eventhub
 
 Resources: ``users``, ``users/{id}``, ``users/{id}/messages``, ``users/{id}/mailFolders/{folder}/messages``
 with ``{id}`` a user id or UPN and ``{folder}`` a folder id or well-known name (``inbox``). Change types:
 ``created``, ``updated``, ``deleted``. A trailing ``@eventhub`` makes Graph deliver that subscription's change and
 lifecycle notifications to the configured event hub instead of the webhook (``@webhook``, the default, may
-be written too; docs/eventhubs.md). Every problem is collected and reported in one ``ConfigurationError``.
+be written too; docs/eventhubs.md). ``+data`` after the change types of a messages resource asks Graph to
+include the changed message, encrypted, in each notification (rich notifications, docs/rich-notifications.md;
+needs ``RICH_NOTIFICATIONS``). Every problem is collected and reported in one ``ConfigurationError``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ CHANGE_TYPES = ("created", "updated", "deleted")
 SUPPORTED = "users, users/{id}, users/{id}/messages, users/{id}/mailFolders/{folder}/messages"
 USERS_MAX_LIFETIME = timedelta(minutes=41_760)  # Graph's maximum for users/groups
 MESSAGES_MAX_LIFETIME = timedelta(minutes=10_080)  # Outlook messages without resource data
+MESSAGES_WITH_DATA_MAX_LIFETIME = timedelta(minutes=1_440)  # Outlook messages with resource data
+WITH_DATA = "+data"
 MAX_ENTRIES = 200  # each one is a Graph subscription to keep alive; more is a mistake, not a plan
 MAX_LENGTH = 32 * 1024
 MAX_ERRORS = 10  # a hostile value must not produce a megabyte of error text
@@ -63,8 +67,14 @@ class ResourceSpec:
         return f"users/{self.user}/mailFolders/{self.folder}/messages"
 
     @property
-    def max_lifetime(self) -> timedelta:
-        return USERS_MAX_LIFETIME if self.kind in ("users", "user") else MESSAGES_MAX_LIFETIME
+    def carries_messages(self) -> bool:
+        return self.kind in ("messages", "folder_messages")
+
+    def max_lifetime(self, with_data: bool = False) -> timedelta:
+        """Graph's longest lifetime for this resource; shorter for messages with resource data."""
+        if not self.carries_messages:
+            return USERS_MAX_LIFETIME
+        return MESSAGES_WITH_DATA_MAX_LIFETIME if with_data else MESSAGES_MAX_LIFETIME
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ class DesiredSubscription:
     spec: ResourceSpec
     change_types: tuple[str, ...]
     delivery: Delivery = "webhook"
+    with_data: bool = False  # rich notifications: the changed message travels in the notification
 
 
 def parse_resource(text: str) -> ResourceSpec:
@@ -115,6 +126,18 @@ def parse_delivery(text: str) -> tuple[str, Delivery]:
     raise ValueError(f"unknown delivery {_shown(target)}; expected {' or '.join('@' + d for d in DELIVERIES)}")
 
 
+def parse_with_data(text: str, spec: ResourceSpec) -> tuple[str, bool]:
+    """``created,updated+data`` → (``created,updated``, True); only messages resources carry data."""
+    change_types, plus, option = text.partition("+")
+    if not plus:
+        return change_types, False
+    if "+" + option.strip().lower() != WITH_DATA:
+        raise ValueError(f"unknown option {_shown('+' + option)}; expected {WITH_DATA}")
+    if not spec.carries_messages:
+        raise ValueError(f"{WITH_DATA} is supported for messages resources only, not {spec.resource!r}")
+    return change_types, True
+
+
 def parse_desired(value: str | None, setting: str = "GRAPH_SUBSCRIPTIONS") -> tuple[DesiredSubscription, ...]:
     """Parse the setting; one ``ConfigurationError`` names every bad entry (by position) and why."""
     text = (value or "").strip()
@@ -135,13 +158,14 @@ def parse_desired(value: str | None, setting: str = "GRAPH_SUBSCRIPTIONS") -> tu
             if spec.resource in desired:
                 raise ValueError(f"resource {spec.resource!r} is listed twice")
             change_types, delivery = parse_delivery(change_types)
-            desired[spec.resource] = DesiredSubscription(spec, parse_change_types(change_types), delivery)
+            change_types, with_data = parse_with_data(change_types, spec)
+            desired[spec.resource] = DesiredSubscription(spec, parse_change_types(change_types), delivery, with_data)
         except ValueError as error:
             problems.append(f"entry {position}: {error}")
     if problems:
         if len(problems) > MAX_ERRORS:
             problems = [*problems[:MAX_ERRORS], f"... and {len(problems) - MAX_ERRORS} more"]
-        header = f"Invalid {setting} (format 'resource=created,updated[@eventhub]; ...'):"
+        header = f"Invalid {setting} (format 'resource=created,updated[+data][@eventhub]; ...'):"
         raise ConfigurationError(header + "\n  " + "\n  ".join(problems))
     return tuple(desired.values())
 

@@ -76,7 +76,9 @@ class SubscriptionReconciler:
         keeper = max(matching, key=lambda r: r.expiration, default=None)
         created = False
         if desired is not None and keeper is None:
-            keeper = await steps.create(desired.spec, desired.change_types, "desired", desired.delivery)
+            keeper = await steps.create(
+                desired.spec, desired.change_types, "desired", desired.delivery, with_data=desired.with_data
+            )
             created = True
         for record in records:
             if record is not keeper:
@@ -89,6 +91,7 @@ class SubscriptionReconciler:
         notification_url, lifecycle_url = self._steps.urls(desired.delivery)
         return (
             record.change_types == desired.change_types
+            and record.with_data == desired.with_data
             and record.notification_url == notification_url
             and record.lifecycle_url == lifecycle_url
             and record.status not in GONE

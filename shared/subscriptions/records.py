@@ -58,6 +58,8 @@ class SubscriptionRecord:
     renewed_at: datetime | None = None
     status: SubscriptionStatus = "active"
     last_error: str | None = None
+    with_data: bool = False  # rich notifications: Graph encrypts the resource into each notification
+    certificate_id: str | None = None  # the encryptionCertificateId Graph was last given (rotation)
 
     def to_entity(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,8 @@ class SubscriptionRecord:
             "RenewedAt": self.renewed_at,
             "Status": self.status,
             "LastError": self.last_error,
+            "WithData": self.with_data,
+            "CertificateId": self.certificate_id,
         }
 
     @classmethod
@@ -91,6 +95,8 @@ class SubscriptionRecord:
             renewed_at=entity.get("RenewedAt"),
             status=cast(SubscriptionStatus, status) if status in _STATUSES else "failed",
             last_error=entity.get("LastError"),
+            with_data=entity.get("WithData") is True,
+            certificate_id=entity.get("CertificateId"),
         )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from shared.events.notifications import LifecycleNotification
-from shared.graph.subscriptions import GraphSubscriptions
+from shared.graph.subscriptions import GraphSubscriptions, ResourceData
 from shared.subscriptions.catchup import DeltaCatchup
 from shared.subscriptions.clock import Clock, utcnow
 from shared.subscriptions.delivery import EventHubTarget
@@ -49,10 +49,20 @@ class SubscriptionService:
         config: SubscriptionConfig | None = None,
         clock: Clock = utcnow,
         eventhub: EventHubTarget | None = None,
+        resource_data: ResourceData | None = None,
     ) -> None:
         self.config = config or SubscriptionConfig()
         self._steps = SubscriptionSteps(
-            graph, registry, origins, leases, catchup, self.config, clock, webhook_base=webhook_base, eventhub=eventhub
+            graph,
+            registry,
+            origins,
+            leases,
+            catchup,
+            self.config,
+            clock,
+            webhook_base=webhook_base,
+            eventhub=eventhub,
+            resource_data=resource_data,
         )
         self._reconciler = SubscriptionReconciler(self._steps, desired)
         self._renewal = SubscriptionRenewal(self._steps)

@@ -16,7 +16,7 @@ from dataclasses import InitVar, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from shared.errors import AppError, ConfigurationError, NotFoundError, TransientError, UnavailableError
-from shared.graph.subscriptions import GraphSubscriptions, NewSubscription, expiration_of
+from shared.graph.subscriptions import GraphSubscriptions, NewSubscription, ResourceData, expiration_of
 from shared.secret import Secret
 from shared.subscriptions.catchup import DeltaCatchup
 from shared.subscriptions.clock import Clock
@@ -72,6 +72,7 @@ class SubscriptionSteps:
     notification_url: str = field(init=False)
     lifecycle_url: str = field(init=False)
     eventhub: EventHubTarget | None = None  # where ``@eventhub`` entries deliver (None: not configured)
+    resource_data: ResourceData | None = None  # what ``+data`` entries ask for (None: rich notifications off)
 
     def __post_init__(self, webhook_base: str) -> None:
         base = webhook_base.rstrip("/")
@@ -91,10 +92,19 @@ class SubscriptionSteps:
         return self.leases.hold(name, self.config.lease)
 
     def is_due(self, record: SubscriptionRecord, now: datetime) -> bool:
-        return record.status in NEEDS_WORK or record.expiration - now < self.config.renew_before
+        """Failed or gone, or within its renewal window: ``renew_before``, or half the lifetime for short-lived
+        subscriptions (messages with resource data live a day: renewed about twice a day, not every run)."""
+        lifetime = parse_resource(record.resource).max_lifetime(record.with_data)
+        window = min(self.config.renew_before, lifetime / 2)
+        return record.status in NEEDS_WORK or record.expiration - now < window
 
     async def create(
-        self, spec: ResourceSpec, change_types: tuple[str, ...], origin: Origin, delivery: Delivery = "webhook"
+        self,
+        spec: ResourceSpec,
+        change_types: tuple[str, ...],
+        origin: Origin,
+        delivery: Delivery = "webhook",
+        with_data: bool = False,
     ) -> SubscriptionRecord:
         """POST the subscription (fresh clientState) and record it, with a delta baseline taken *before* the
         POST and a catch-up after the record exists: a change notified between Graph's creation and our
@@ -104,7 +114,7 @@ class SubscriptionSteps:
             await self.catchup.baseline(spec)
         except AppError as error:  # the resource stays pending; the next renewal run takes the baseline
             log.warning("delta baseline of %s failed: %s", spec.resource, describe(error))
-        record = await self._post(spec, change_types, delivery)
+        record = await self._post(spec, change_types, delivery, with_data)
         await self.origins.put(OriginRow(record.id, origin, spec.resource))
         await self.registry.upsert(record)
         log.info("created subscription %s for %s (%s)", record.id, spec.resource, origin)
@@ -114,9 +124,14 @@ class SubscriptionSteps:
             log.warning("delta catch-up of %s after creation failed: %s", spec.resource, describe(error))
         return record
 
-    async def _post(self, spec: ResourceSpec, change_types: tuple[str, ...], delivery: Delivery) -> SubscriptionRecord:
+    async def _post(
+        self, spec: ResourceSpec, change_types: tuple[str, ...], delivery: Delivery, with_data: bool
+    ) -> SubscriptionRecord:
         """Create the subscription on Graph; the record to store for it (not stored yet)."""
         notification_url, lifecycle_url = self.urls(delivery)
+        resource_data = self.resource_data if with_data else None
+        if with_data and resource_data is None:
+            raise ConfigurationError(f"{spec.resource}: +data needs RICH_NOTIFICATIONS and its certificate")
         now = self.clock()
         client_state = secrets.token_urlsafe(32)
         body = await self.graph.create(
@@ -125,8 +140,9 @@ class SubscriptionSteps:
                 change_types=change_types,
                 notification_url=notification_url,
                 lifecycle_url=lifecycle_url,
-                expiration=now + spec.max_lifetime - self.config.expiration_margin,
+                expiration=now + spec.max_lifetime(with_data) - self.config.expiration_margin,
                 client_state=client_state,
+                resource_data=resource_data,
             )
         )
         subscription_id = body.get("id")
@@ -141,6 +157,8 @@ class SubscriptionSteps:
             expiration=expiration_of(body),
             created_at=now,
             lifecycle_url=lifecycle_url,
+            with_data=with_data,
+            certificate_id=resource_data.certificate.certificate_id if resource_data else None,
         )
 
     async def remove(self, record: SubscriptionRecord) -> None:
@@ -154,11 +172,16 @@ class SubscriptionSteps:
         log.info("removed subscription %s (%s)", record.id, record.resource)
 
     async def renew(self, record: SubscriptionRecord) -> SubscriptionRecord:
-        """Extend the subscription to its resource's maximum lifetime and record it as active."""
+        """Extend the subscription to its resource's maximum lifetime and record it as active; a rich one also
+        gets the current certificate, so after a rotation Graph encrypts with the new one from here on."""
         now = self.clock()
-        wanted = now + parse_resource(record.resource).max_lifetime - self.config.expiration_margin
-        body = await self.graph.renew(record.id, wanted)
+        lifetime = parse_resource(record.resource).max_lifetime(record.with_data)
+        wanted = now + lifetime - self.config.expiration_margin
+        certificate = self.resource_data.certificate if record.with_data and self.resource_data else None
+        body = await self.graph.renew(record.id, wanted, certificate)
         renewed = replace(record, expiration=expiration_of(body), renewed_at=now, status="active", last_error=None)
+        if certificate is not None:
+            renewed = replace(renewed, certificate_id=certificate.certificate_id)
         await self.registry.upsert(renewed)
         return renewed
 
@@ -183,7 +206,9 @@ class SubscriptionSteps:
 
     async def _swap(self, record: SubscriptionRecord, spec: ResourceSpec, origin: Origin) -> None:
         await self.catchup.request(spec)  # the gap began already; a crash from here on still catches up
-        new = await self.create(spec, record.change_types, origin, delivery_of(record.notification_url))
+        new = await self.create(
+            spec, record.change_types, origin, delivery_of(record.notification_url), with_data=record.with_data
+        )
         await self.registry.delete(record.id)
         await self.origins.delete(record.id)
         log.info("recreated subscription %s as %s (%s)", record.id, new.id, spec.resource)

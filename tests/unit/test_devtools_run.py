@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from devtools.run import SAMPLE_GRAPH_URL, RestartBudget, choose_storage, external_graph_url, webhook_base_url
+from devtools.graphsim.seed import APPLICATION_ID
+from devtools.run import (
+    SAMPLE_GRAPH_URL,
+    RestartBudget,
+    choose_storage,
+    external_graph_url,
+    simulator_rich_settings,
+    webhook_base_url,
+)
+from shared.richdata.keyring import load_key
 
 
 @pytest.mark.parametrize(
@@ -70,3 +81,32 @@ def test_identity_storage_settings_win_over_the_connection_string() -> None:
     assert choose_storage(sample, azurite) == "Azurite"
     assert sample["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
     assert started == ["azurite"]
+
+
+def test_rich_notifications_get_a_local_certificate_kept_across_runs(tmp_path: Path) -> None:
+    """With the simulator as Graph: a certificate generated once (private file), the simulator as token service."""
+    first = {"RICH_NOTIFICATIONS": "true"}
+    note = simulator_rich_settings(first, "http://127.0.0.1:8070", tmp_path)
+
+    assert note is not None
+    assert "local certificate" in note
+    key = load_key(first["RICH_NOTIFICATIONS_CERTIFICATE_ID"], first["RICH_NOTIFICATIONS_CERTIFICATE"].encode())
+    assert key.certificate_id.startswith("local-")
+    assert first["RICH_NOTIFICATIONS_AUDIENCE"] == APPLICATION_ID
+    assert first["RICH_NOTIFICATIONS_OPENID_CONFIGURATION"] == (
+        "http://127.0.0.1:8070/common/.well-known/openid-configuration"
+    )
+    assert (tmp_path / "rich-notifications.pem").stat().st_mode & 0o077 == 0
+    second = {"RICH_NOTIFICATIONS": "true"}
+    simulator_rich_settings(second, "http://127.0.0.1:8070", tmp_path)
+    assert second == first  # the next run reuses it: subscriptions made earlier still decrypt
+
+
+def test_rich_settings_given_are_kept_and_off_means_untouched(tmp_path: Path) -> None:
+    given = {"RICH_NOTIFICATIONS": "true", "RICH_NOTIFICATIONS_CERTIFICATE": "pem", "RICH_NOTIFICATIONS_AUDIENCE": "a"}
+    simulator_rich_settings(given, "http://127.0.0.1:8070", tmp_path)
+    assert (given["RICH_NOTIFICATIONS_CERTIFICATE"], given["RICH_NOTIFICATIONS_AUDIENCE"]) == ("pem", "a")
+    off: dict[str, str] = {"RICH_NOTIFICATIONS": "false"}
+    assert simulator_rich_settings(off, "http://127.0.0.1:8070", tmp_path) is None
+    assert off == {"RICH_NOTIFICATIONS": "false"}
+    assert not (tmp_path / "rich-notifications.pem").exists()

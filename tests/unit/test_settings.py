@@ -44,6 +44,9 @@ BICEP_EXPRESSION_SAMPLES = {
     "GRAPH_EVENTHUB__fullyQualifiedNamespace": "evhns-graphfn-abc.servicebus.windows.net",
     "GRAPH_EVENTHUB__clientId": "01234567-89ab-4cde-8f01-23456789abcd",
     "GRAPH_EVENTHUB_TENANT": "",
+    "RICH_NOTIFICATIONS": "false",  # enableRichNotifications defaults to false
+    "RICH_NOTIFICATIONS_CERTIFICATE": "",
+    "RICH_NOTIFICATIONS_CERTIFICATE_ID": "",
     "AzureWebJobsStorage__clientId": "89abcdef-0123-4567-89ab-cdef01234567",
     "AzureWebJobsStorage__blobServiceUri": "https://stx.blob.core.windows.net/",
     "AzureWebJobsStorage__queueServiceUri": "https://stx.queue.core.windows.net/",

@@ -17,7 +17,7 @@ from shared.graph.client import build_graph_client
 from shared.graph.credentials import StaticTokenCredential
 from shared.graph.delta import DeltaReader
 from shared.graph.gateway import GraphGateway
-from shared.graph.subscriptions import GraphSubscriptions
+from shared.graph.subscriptions import GraphSubscriptions, ResourceData
 from shared.resilience.breaker import BreakerPolicy, BreakerRegistry
 from shared.resilience.breaker_store import MemoryBreakerStore
 from shared.resilience.limits import KeyedLimiter
@@ -130,7 +130,7 @@ HUB = EventHubTarget("graphsim-hub.servicebus.windows.net", "graph-notifications
 def _make_stack(gateway: GraphGateway, tables: Tables, receiver: Receiver, sim_clock: SimClock) -> Any:
     """``make_stack(desired)``: a fresh set of components on the same tables, like another app instance."""
 
-    def make(desired: str = "") -> Stack:
+    def make(desired: str = "", resource_data: ResourceData | None = None) -> Stack:
         leases = LeaseStore(tables, sim_clock)
         published = Published()
         catchup = DeltaCatchup(DeltaReader(gateway), tables, leases, published, clock=sim_clock)
@@ -146,6 +146,7 @@ def _make_stack(gateway: GraphGateway, tables: Tables, receiver: Receiver, sim_c
             webhook_base=receiver.url(""),
             clock=sim_clock,
             eventhub=HUB,
+            resource_data=resource_data,
         )
         return Stack(service, registry, origins, leases, catchup, published)
 

@@ -43,11 +43,40 @@ def test_an_empty_value_means_no_subscriptions(value: str | None) -> None:
 
 
 def test_lifetimes_follow_graphs_maximum_per_resource() -> None:
-    """Users 41,760 minutes, mail 10,080 minutes."""
-    assert parse_resource("users").max_lifetime == timedelta(minutes=41_760)
-    assert parse_resource("users/a").max_lifetime == timedelta(minutes=41_760)
-    assert parse_resource("users/a/messages").max_lifetime == timedelta(minutes=10_080)
-    assert parse_resource("users/a/mailFolders/inbox/messages").max_lifetime == timedelta(minutes=10_080)
+    """Users 41,760 minutes, mail 10,080 minutes, mail with resource data 1,440 minutes."""
+    assert parse_resource("users").max_lifetime() == timedelta(minutes=41_760)
+    assert parse_resource("users/a").max_lifetime() == timedelta(minutes=41_760)
+    assert parse_resource("users/a/messages").max_lifetime() == timedelta(minutes=10_080)
+    assert parse_resource("users/a/mailFolders/inbox/messages").max_lifetime() == timedelta(minutes=10_080)
+    assert parse_resource("users/a/messages").max_lifetime(with_data=True) == timedelta(minutes=1_440)
+    assert parse_resource("users/a/mailFolders/inbox/messages").max_lifetime(with_data=True) == timedelta(minutes=1_440)
+
+
+def test_data_option_marks_a_rich_messages_entry_with_or_without_a_delivery() -> None:
+    desired = parse_desired(
+        "users/a/messages=created,updated+data; users/b/mailFolders/inbox/messages=created + DATA@eventhub"
+    )
+
+    assert desired == (
+        DesiredSubscription(ResourceSpec("messages", "a"), ("created", "updated"), "webhook", with_data=True),
+        DesiredSubscription(ResourceSpec("folder_messages", "b", "inbox"), ("created",), "eventhub", with_data=True),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("users=updated+data", "entry 1: +data is supported for messages resources only, not 'users'"),
+        ("users/a=updated+data", "entry 1: +data is supported for messages resources only, not 'users/a'"),
+        ("users/a/messages=created+body", "entry 1: unknown option '+body'; expected +data"),
+        ("users/a/messages=created+data+data", "entry 1: unknown option '+data+data'; expected +data"),
+        ("users/a/messages=created+", "entry 1: unknown option '+'; expected +data"),
+    ],
+)
+def test_data_option_is_strict(value: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        parse_desired(value)
+    assert expected in raised.value.message
 
 
 @pytest.mark.parametrize(
