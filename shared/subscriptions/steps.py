@@ -38,8 +38,9 @@ GONE: frozenset[SubscriptionStatus] = frozenset({"removed", "expired"})
 class SubscriptionConfig:
     """Tunables (the lead maps them to settings).
 
-    - ``renew_before`` (2 days): renew when less than this is left. Mail lives 7 days at most, so with a
-      30-minute timer (the default schedule) a subscription gets ~96 chances before it lapses.
+    - ``renew_before`` (2 days): renew when less than this is left (or half the lifetime, if shorter: mail
+      with resource data lives a day). Mail lives 7 days at most, so with a 30-minute timer (the default
+      schedule) a subscription gets ~96 chances before it lapses, one with data ~24.
     - ``expiration_margin`` (10 min): asked-for lifetime = the resource's maximum minus this, so clock
       skew between us and Graph never makes Graph refuse the date as too far ahead.
     - ``alert_before`` (24 h): a failed renewal with less than this left logs ERROR instead of WARNING.
