@@ -38,8 +38,8 @@ GONE: frozenset[SubscriptionStatus] = frozenset({"removed", "expired"})
 class SubscriptionConfig:
     """Tunables (the lead maps them to settings).
 
-    - ``renew_before`` (2 days): renew when less than this is left (or half the lifetime, if shorter: mail
-      with resource data lives a day). Mail lives 7 days at most, so with a 30-minute timer (the default
+    - ``renew_before`` (2 days): renew when less than this is left (mail with resource data, which lives a
+      day: at most half of that). Mail lives 7 days at most, so with a 30-minute timer (the default
       schedule) a subscription gets ~96 chances before it lapses, one with data ~24.
     - ``expiration_margin`` (10 min): asked-for lifetime = the resource's maximum minus this, so clock
       skew between us and Graph never makes Graph refuse the date as too far ahead.
@@ -93,10 +93,12 @@ class SubscriptionSteps:
         return self.leases.hold(name, self.config.lease)
 
     def is_due(self, record: SubscriptionRecord, now: datetime) -> bool:
-        """Failed or gone, or within its renewal window: ``renew_before``, or half the lifetime for short-lived
-        subscriptions (messages with resource data live a day: renewed about twice a day, not every run)."""
-        lifetime = parse_resource(record.resource).max_lifetime(record.with_data)
-        window = min(self.config.renew_before, lifetime / 2)
+        """Failed or gone, or within its renewal window: ``renew_before``; for a subscription with resource data
+        (a day-long lifetime, shorter than the default window) at most half its lifetime, so it is renewed
+        about twice a day instead of on every run."""
+        window = self.config.renew_before
+        if record.with_data:
+            window = min(window, parse_resource(record.resource).max_lifetime(with_data=True) / 2)
         return record.status in NEEDS_WORK or record.expiration - now < window
 
     async def create(

@@ -23,6 +23,7 @@ from tests.fixtures.cluster import Cluster, wait_until
 from tests.scale.conftest import BREAKER_STATE_LAG_SECONDS, INSTANCES, L1_BOUND_SECONDS
 
 pytestmark = pytest.mark.e2e
+WAVES = 6
 
 
 def _sink(cluster: Cluster) -> EventSink:
@@ -75,8 +76,19 @@ def test_notifications_spread_over_instances_are_published_once(cluster: Cluster
     mailbox = sim.users()[0]["id"]
     before = {i: cluster.executed("process_notifications", i) for i in range(INSTANCES)}
     front_before = cluster.front.stats()["answered"]
-    created = {m["id"] for m in sim.create_message(mailbox, count=150)}
-    sim.wait_deliveries_idle(timeout_s=60)
+    # Waves further apart than the listeners' longest poll interval (host.json maxPollingInterval, 2 s): one
+    # instance drains a single burst before the others poll again (a batched message takes ~0.1 s), so it is
+    # the waves, each taken by whichever listener polls first, that show the work shared.
+    per_post = sim.config()["max_items_per_post"]
+    sim.configure(max_items_per_post=10)
+    created: set[str] = set()
+    try:
+        for _ in range(WAVES):
+            created |= {m["id"] for m in sim.create_message(mailbox, count=150 // WAVES)}
+            sim.wait_deliveries_idle(timeout_s=60)
+            time.sleep(2.5)
+    finally:
+        sim.configure(max_items_per_post=per_post)
 
     events = [e for e in _sink(cluster).wait_for_matching(created, timeout=60) if e["message_id"] in created]
     counts = Counter(e["message_id"] for e in events)
