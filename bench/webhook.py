@@ -490,7 +490,14 @@ def e2e_figures(e2e: EndToEnd) -> dict[str, Any]:
 
 
 def loaded_case(
-    stack: Stack, env: dict[str, str], rate: float, seconds: float, label: str, *, processing: bool = True
+    stack: Stack,
+    env: dict[str, str],
+    rate: float,
+    seconds: float,
+    label: str,
+    *,
+    processing: bool = True,
+    make_notifications: Callable[[Subscription], Notifications] = Notifications,
 ) -> LoadRun:
     """One offered-load case on a fresh harness (so the status window holds this case only); with
     ``processing``, a consumer drains ``graph-events`` meanwhile and times each event's arrival."""
@@ -498,7 +505,7 @@ def loaded_case(
     asyncio.run(clear_queues(connection, NOTIFICATIONS_QUEUE, EVENTS_QUEUE, NOTIFICATIONS_QUEUE + "-poison"))
     with running_harness(ROOT, {**env, "FUNCHOST_MASTER_KEY": MASTER_KEY}) as harness:
         url = f"{harness.base_url}/api/notifications"
-        notifications = Notifications(asyncio.run(register_subscription(connection, prefix, url)))
+        notifications = make_notifications(asyncio.run(register_subscription(connection, prefix, url)))
         bodies = [notifications.body(LOAD_PER_POST) for _ in range(int(rate * seconds / LOAD_PER_POST))]
         asyncio.run(post_concurrently(url, notifications, LOAD_PER_POST, 20, 5.0, senders=4, warm_up=False))
         log_before = len(harness.output())
@@ -513,8 +520,58 @@ def loaded_case(
         run.processed = processed_items(status)
         run.timeouts_logged = timeout_lines(harness.output()[log_before:])
         LOG_DIR.mkdir(parents=True, exist_ok=True)  # kept for reading after the run (git-ignored)
-        (LOG_DIR / f"webhook-load-{rate:.0f}-{label.split()[1]}.log").write_text(harness.output(), encoding="utf-8")
+        log_name = f"webhook-load-{rate:.0f}-{label.split()[1]}.log".replace(" ", "-")
+        (LOG_DIR / log_name).write_text(harness.output(), encoding="utf-8")
     return run
+
+
+def measure_rich(stack: Stack, rate: float, seconds: float) -> tuple[list[str], dict[str, float | int]]:
+    """Section 5 (issue 17): the same offered load as plain notifications, then as rich ones (each POST's
+    validation token verified by the webhook, each item decrypted by the processor), processor running."""
+    from bench.webhook_rich import RichNotifications, new_certificate, rich_settings, token_service
+    from devtools.graphsim.rich_tokens import TokenIssuer
+
+    issuer = TokenIssuer()
+    pem, certificate = new_certificate()
+    env = stack.app_env()
+    plain = loaded_case(stack, env, rate, seconds, "plain notifications")
+    with token_service(issuer) as openid_configuration:
+        rich = loaded_case(
+            stack,
+            {**env, **rich_settings(pem, openid_configuration)},
+            rate,
+            seconds,
+            "rich (verified, decrypted)",
+            make_notifications=lambda subscription: RichNotifications(subscription, certificate, issuer),
+        )
+    runs = [plain, rich]
+    lines = [
+        f"Rich notifications (issue 17): the offered-load case of `webhook_load` at {rate:g} notifications/s for "
+        f"{seconds:g} s, first with plain notifications, then with every item carrying `encryptedContent` (the "
+        "API's default message fields, RSA-2048 certificate) and every POST one validation token (RS256, keys "
+        "fetched by the app from a token service on loopback). The webhook verifies the token per POST; the "
+        "processor decrypts per item. Both cases on fresh harnesses, the processor running.",
+        "",
+        *LOAD_HEADER,
+        *(run.row() for run in runs),
+        "",
+        answers_note(runs),
+        "",
+        *EVENTS_HEADER,
+        *events_rows(runs),
+    ]
+    figures: dict[str, float | int] = {}
+    for key, run in (("plain", plain), ("rich", rich)):
+        arrived = run.events.latencies_ms if run.events is not None else []
+        items = len(run.latencies_ms) * run.per_post
+        figures |= {
+            f"ack_p99_ms_{key}": round(run.p99_ms, 1),
+            f"non_202_{key}": run.non_202,
+            f"event_latency_p99_ms_{key}": round(percentile(arrived, 99), 1) if arrived else float("nan"),
+            f"events_missing_{key}": items - len(arrived),
+            f"harness_cpu_ms_per_item_{key}": round(1000 * run.cpu.by_role.get("harness", 0.0) / max(items, 1), 3),
+        }
+    return lines, figures
 
 
 def measure_load(stack: Stack, rates: list[float], seconds: float) -> tuple[list[str], dict[str, float | int]]:
@@ -644,7 +701,11 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=5, help="processes per variant for the first ack")
     parser.add_argument("--load-seconds", type=float, default=60.0, help="length of each offered-load case")
     parser.add_argument("--load-rates", default="500,1000", help="offered notifications/s, comma-separated")
-    parser.add_argument("--only", choices=["e2e", "load"], help="run one section alone (written as its own section)")
+    parser.add_argument("--rich-rate", type=float, default=500.0, help="offered notifications/s, rich section")
+    parser.add_argument("--rich-seconds", type=float, default=30.0, help="length of each rich-section case")
+    parser.add_argument(
+        "--only", choices=["e2e", "load", "rich"], help="run one section alone (written as its own section)"
+    )
     parser.add_argument("--write", action="store_true", help="record the results in docs/benchmarks.md")
     args = parser.parse_args()
     background = background_note()
@@ -662,6 +723,10 @@ def main() -> None:
             figures.update(e2e_figures_)
         elif args.only is None:
             sections.append(measure(stack, args.seconds, args.e2e, args.cold_runs, figures))
+        if args.only == "rich":
+            rich_lines, rich_figures = measure_rich(stack, args.rich_rate, args.rich_seconds)
+            sections.append("\n".join(rich_lines))
+            figures.update(rich_figures)
         if args.only in (None, "load"):
             load_lines, load_figures = measure_load(stack, rates, args.load_seconds)
             sections.append("\n".join(load_lines))
@@ -675,6 +740,9 @@ def main() -> None:
         elif args.only == "load":
             command = f"python -m bench.webhook --only load --load-seconds {args.load_seconds:g} --write"
             write_section("webhook_load", command, report)
+        elif args.only == "rich":
+            command = f"python -m bench.webhook --only rich --rich-rate {args.rich_rate:g} "
+            write_section("webhook_rich", command + f"--rich-seconds {args.rich_seconds:g} --write", report)
         else:
             write_section("webhook", "python -m bench.webhook --write", report)
     print(json.dumps(figures))
