@@ -44,6 +44,10 @@ def subscribed_app(start_app: StartApp, graphsim: SimControl, mailbox: str) -> R
     return app
 
 
+def admin(app: RunningApp) -> httpx.Client:
+    return httpx.Client(base_url=app.host.base_url, headers={"x-functions-key": app.host.master_key}, timeout=30)
+
+
 def create_message(graphsim: SimControl, mailbox: str, subject: str) -> dict[str, Any]:
     [message] = graphsim.create_message(mailbox, subject=subject)
     graphsim.wait_deliveries_idle()
@@ -98,6 +102,10 @@ def test_every_fault_is_refused_or_poisoned_and_graph_never_sees_a_5xx(
     assert len(poisoned) + len(drain_queue(app, "graph-notifications-poison")) == len(ITEM_FAULTS)
     assert all("secret-" not in text for text in [*poisoned, output])  # no plaintext in logs or poison
     assert "PRIVATE KEY" not in output
+    with admin(app) as client:
+        counted = client.get("/api/status").json()["stats"]["events"]  # the status page's window
+    assert counted["notifications.dropped"]["total"] == len(TOKEN_FAULTS) + 1
+    assert counted["notifications.poisoned"]["total"] == len(ITEM_FAULTS)
 
 
 def test_certificate_rotation_decrypts_both_certificates_during_the_overlap(
@@ -123,8 +131,8 @@ def test_certificate_rotation_decrypts_both_certificates_during_the_overlap(
 
     before = create_message(graphsim, mailbox, "encrypted for the old certificate")
     sink.wait_for_matching({before["id"]})
-    with httpx.Client(base_url=app.host.base_url, headers={"x-functions-key": app.host.master_key}) as admin:
-        assert admin.post(f"/api/subscriptions/{live['id']}/renew", timeout=30).status_code == 200
+    with admin(app) as client:
+        assert client.post(f"/api/subscriptions/{live['id']}/renew").status_code == 200
     assert wait_until(lambda: graphsim.subscriptions()[0]["encryptionCertificateId"] == "cert-new")
     after = create_message(graphsim, mailbox, "encrypted for the new certificate")
     events = sink.wait_for_matching({after["id"]})
