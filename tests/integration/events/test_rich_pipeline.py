@@ -6,7 +6,6 @@ decrypts and forwards the event with its data to graph-events, or poisons an ite
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,15 +30,6 @@ pytestmark = pytest.mark.integration
 CLIENT_STATE = "rich-client-state"
 PEM = generate_pem()
 KEY = load_key("cert-it", PEM)
-
-
-@pytest.fixture(name="receiver")
-def _receiver() -> Iterator[Receiver]:
-    receiver = Receiver().start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 @pytest.fixture(name="rich_env")

@@ -3,7 +3,7 @@ for the handshake, and a clock that follows the simulator's, so renewal runs on 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,16 +96,6 @@ async def _gateway(graphsim_server: GraphSimServer, storage_connection_string: s
     retry = RetryPolicy(max_attempts=2, budget_seconds=5.0, backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
     yield GraphGateway(client, breakers, retry, KeyedLimiter(4))
     await client.request_adapter._http_client.aclose()
-
-
-@pytest.fixture(name="receiver")
-def _receiver() -> Iterator[Receiver]:
-    """Answers the simulator's validation handshake (and swallows notifications) on its own thread."""
-    receiver = Receiver().start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 @pytest.fixture(name="tables")
