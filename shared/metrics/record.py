@@ -65,10 +65,13 @@ def record_webhook_ack(seconds: float) -> None:
 
 
 def record_notifications(stage: str, n: int, reason: str | None = None) -> None:
-    """``n`` notifications reached ``stage`` (accepted, dropped with a reason, published, poisoned, ...)."""
+    """``n`` notifications reached ``stage`` (accepted, dropped with a reason, published, poisoned, ...); with a
+    reason (a bounded set of codes) also counted per reason, so the status page says why."""
     if n <= 0:
         return
     WINDOW.count(f"notifications.{stage}", n)
+    if reason is not None:
+        WINDOW.count(f"notifications.{stage}.{reason}", n)
     if otel.instruments is not None:
         attributes = {"stage": stage} if reason is None else {"stage": stage, "reason": reason}
         otel.instruments.notifications.add(n, attributes)

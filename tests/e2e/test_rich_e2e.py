@@ -105,6 +105,7 @@ def test_every_fault_is_refused_or_poisoned_and_graph_never_sees_a_5xx(
     with admin(app) as client:
         counted = client.get("/api/status").json()["stats"]["events"]  # the status page's window
     assert counted["notifications.dropped"]["total"] == len(TOKEN_FAULTS) + 1
+    assert counted["notifications.dropped.unverified:token_unknown_key"]["total"] == 1  # and why, per code
     assert counted["notifications.poisoned"]["total"] == len(ITEM_FAULTS)
 
 

@@ -67,6 +67,10 @@ async def test_webhook_counts_accepted_and_dropped_items_and_times_the_ack(otel:
     assert otel.value(metrics.NOTIFICATIONS, stage="accepted") == 1
     assert otel.value(metrics.NOTIFICATIONS, stage="dropped", reason="client_state_mismatch") == 1
     assert otel.value(metrics.WEBHOOK_ACK_DURATION) == 1
+    events = metrics.get_metric_stats()["events"]  # the status page's window: the total and why
+    assert events["notifications.dropped"]["total"] == 1
+    assert events["notifications.dropped.client_state_mismatch"]["total"] == 1
+    assert "notifications.accepted.None" not in events
     assert "queue.send" in otel.span_names()
 
 
