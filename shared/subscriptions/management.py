@@ -33,6 +33,8 @@ class SubscriptionView:
     last_error: str | None
     notification_url: str
     lifecycle_url: str | None
+    with_data: bool  # rich notifications (``+data``)
+    certificate_id: str | None  # the certificate Graph encrypts for: a rotation is done when none shows the old id
 
     @classmethod
     def of(cls, record: SubscriptionRecord, origin: Origin) -> SubscriptionView:
@@ -54,6 +56,8 @@ class SubscriptionView:
             "lastError": self.last_error,
             "notificationUrl": self.notification_url,
             "lifecycleUrl": self.lifecycle_url,
+            "includeResourceData": self.with_data,
+            "encryptionCertificateId": self.certificate_id,
         }
 
 

@@ -54,6 +54,8 @@ async def test_renewal_adapts_to_the_day_long_lifetime_and_rotates_the_certifica
     assert (live["encryptionCertificateId"], live["encryptionCertificate"]) == ("cert-new", NEW.encryption_certificate)
     [record] = await rotated.registry.list_all()
     assert record.certificate_id == "cert-new"
+    [view] = [v.to_dict() for v in await rotated.service.list_subscriptions()]  # what operators see
+    assert (view["includeResourceData"], view["encryptionCertificateId"]) == (True, "cert-new")
     assert record.expiration - sim_clock() > timedelta(hours=23)
     assert (await rotated.service.reconcile()).unchanged  # rotation is a renewal, not a replacement
 

@@ -55,7 +55,19 @@ def test_each_resource_maps_to_the_delta_that_covers_it() -> None:
 def test_a_view_serialises_without_any_client_state() -> None:
     now = datetime(2030, 1, 1, tzinfo=UTC)
     view = SubscriptionView(
-        "id", "users", ("updated",), "desired", "active", now, now, None, None, "https://x/n", "https://x/l"
+        "id",
+        "users",
+        ("updated",),
+        "desired",
+        "active",
+        now,
+        now,
+        None,
+        None,
+        "https://x/n",
+        "https://x/l",
+        False,
+        None,
     )
 
     assert view.to_dict() == {
@@ -70,4 +82,6 @@ def test_a_view_serialises_without_any_client_state() -> None:
         "lastError": None,
         "notificationUrl": "https://x/n",
         "lifecycleUrl": "https://x/l",
+        "includeResourceData": False,
+        "encryptionCertificateId": None,
     }
