@@ -90,10 +90,14 @@ class Harness:
 
 
 def spawn_harness(
-    app_dir: Path, env: Mapping[str, str], log_dir: Path | None = None, port: int | None = None
+    app_dir: Path,
+    env: Mapping[str, str],
+    log_dir: Path | None = None,
+    port: int | None = None,
+    python: str = sys.executable,
 ) -> Harness:
-    """Start the harness on ``app_dir`` with ``env`` over ``os.environ`` (on ``port``, else a free one); does
-    not wait for it."""
+    """Start the harness on ``app_dir`` with ``env`` over ``os.environ`` (on ``port``, else a free one), run by
+    ``python`` (another environment's interpreter, e.g. ``bench._fresh.production_python()``); does not wait."""
     merged = dict(os.environ)
     merged.update(env)
     merged["PYTHONUNBUFFERED"] = "1"
@@ -103,7 +107,7 @@ def spawn_harness(
     log_path = folder / f"bench-funchost-{port}.log"
     # The harness's own per-invocation INFO lines ("Executing ...") cost ~7% of its loop under load; in Azure
     # the host writes them from its own process, not the Python worker's, so benchmarks leave them out.
-    args = [sys.executable, "-m", "devtools.funchost", "--app-dir", str(app_dir), "--port", str(port)]
+    args = [python, "-m", "devtools.funchost", "--app-dir", str(app_dir), "--port", str(port)]
     args += ["--log-level", "WARNING"]
     started = time.perf_counter()
     with open(log_path, "wb") as out:

@@ -35,7 +35,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._fresh import FLOOR_APP, NAIVE_WEBHOOK_APP, ColdRequest, FirstAnswer, first_answer, throwaway_app_dir
+from bench._fresh import (
+    FLOOR_APP,
+    NAIVE_WEBHOOK_APP,
+    ColdRequest,
+    FirstAnswer,
+    first_answer,
+    production_python,
+    throwaway_app_dir,
+)
 from bench._stack import (
     ROOT,
     SHARED_CORES_NOTE,
@@ -156,20 +164,20 @@ IMPORT_CASES = {
 }
 
 
-def import_once(code: str) -> float:
+def import_once(code: str, python: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    subprocess.run([python, "-c", code], cwd=ROOT, check=True)
     return time.perf_counter() - started
 
 
-def measure_imports(runs: int) -> tuple[list[str], float]:
+def measure_imports(runs: int, python: str) -> tuple[list[str], float]:
     """``import function_app`` as a whole process vs the SDKs a naive app imports (interleaved)."""
     for code in IMPORT_CASES.values():  # warm the OS file cache and .pyc files once
-        import_once(code)
+        import_once(code, python)
     samples: dict[str, list[float]] = {name: [] for name in IMPORT_CASES}
     for _ in range(runs):
         for name, code in IMPORT_CASES.items():
-            samples[name].append(import_once(code) * 1000)
+            samples[name].append(import_once(code, python) * 1000)
     ratio = median(samples["ours: import function_app"]) / median(samples["eager baseline"])
     lines = ["| Process | median ms | min ms | max ms |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {name} | {median(v):.0f} | {min(v):.0f} | {max(v):.0f} |" for name, v in samples.items()]
@@ -192,15 +200,16 @@ def read_request(user_id: str) -> ColdRequest:
 class ColdPath:
     """One cold path: its request per run, and the first answers of ours, the naive app and the floor."""
 
-    def __init__(self, name: str, request: Callable[[int], ColdRequest], apps: dict[str, Path]) -> None:
+    def __init__(self, name: str, request: Callable[[int], ColdRequest], apps: dict[str, Path], python: str) -> None:
         self.name = name
         self.request = request
         self.apps = apps  # "ours", "naive", "floor" → app folder
+        self.python = python  # the environment every harness of this path runs in
         self.answers: dict[str, list[FirstAnswer]] = {role: [] for role in apps}
 
     def run(self, index: int, env: dict[str, str], record: bool = True) -> None:
         for role, app_dir in self.apps.items():
-            answer = first_answer(app_dir, env, self.request(index))
+            answer = first_answer(app_dir, env, self.request(index), python=self.python)
             if record:
                 self.answers[role].append(answer)
 
@@ -266,7 +275,7 @@ async def subscription_records(connection: str, prefix: str) -> list[Subscriptio
         return await SubscriptionRegistry(Tables(service, prefix)).list_all()
 
 
-def measure_paths(stack: Stack, runs: int) -> tuple[list[str], dict[str, Any]]:
+def measure_paths(stack: Stack, runs: int, python: str) -> tuple[list[str], dict[str, Any]]:
     users = [user["id"] for user in stack.sim.users()]
     if len(users) < runs + 2:
         raise RuntimeError(f"the simulator has {len(users)} users; {runs + 2} are needed")
@@ -289,8 +298,8 @@ def measure_paths(stack: Stack, runs: int) -> tuple[list[str], dict[str, Any]]:
         throwaway_app_dir(FLOOR_APP) as floor,
     ):
         read_apps = {"ours": ROOT, "naive": naive_read, "floor": floor}
-        read = ColdPath("first uncached read", lambda i: read_request(users[i]), read_apps)
-        ack = ColdPath("first 202", notification, {"ours": ROOT, "naive": naive_webhook, "floor": floor})
+        read = ColdPath("first uncached read", lambda i: read_request(users[i]), read_apps, python)
+        ack = ColdPath("first 202", notification, {"ours": ROOT, "naive": naive_webhook, "floor": floor}, python)
         read.run(runs, env, record=False)  # warm-up (tables made, .pyc written), on a user no timed run reads
         ack.run(runs, env, record=False)
         for index in range(runs):
@@ -316,16 +325,27 @@ def measure_paths(stack: Stack, runs: int) -> tuple[list[str], dict[str, Any]]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="fresh processes per app and path")
+    parser.add_argument(
+        "--dev-venv", action="store_true", help="run the processes in this (development) environment instead"
+    )
     parser.add_argument("--write", action="store_true", help="record the results in docs/benchmarks.md")
     args = parser.parse_args(argv)
+    python = sys.executable if args.dev_venv else production_python()  # built before the idle probe
     background = background_note()
 
-    import_lines, import_ratio = measure_imports(args.runs)
+    import_lines, import_ratio = measure_imports(args.runs, python)
     with running_stack("--users", str(max(50, args.runs + 2))) as stack:
-        path_lines, figures = measure_paths(stack, args.runs)
+        path_lines, figures = measure_paths(stack, args.runs, python)
+    environment = (
+        "the development environment (dev tools installed)"
+        if args.dev_venv
+        else "an environment holding requirements.txt only, plus the harness's croniter and azure-storage-blob "
+        "(`bench._fresh.production_python`), as a deployment has"
+    )
     report = "\n".join(
         [
             INTRO,
+            f"Every process runs in {environment}.",
             "",
             *path_lines,
             "",
@@ -336,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(report)
     if args.write:
-        write_section("cold_start", f"python -m bench.cold_start --runs {args.runs} --write", report)
+        flags = " --dev-venv" if args.dev_venv else ""
+        write_section("cold_start", f"python -m bench.cold_start --runs {args.runs}{flags} --write", report)
     figures |= {"import_ratio": round(import_ratio, 3), "runs": args.runs}
     print(json.dumps(figures))
 

@@ -9,12 +9,16 @@ connection ``GRAPH_EVENTHUB`` is identity-based (``GRAPH_EVENTHUB__fullyQualifie
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
-from shared.events.eventhub import HubEvent
 from shared.index_time import index_time_value
 from shared.invocation import run_events
 from shared.wiring import EVENTHUB_INGEST, registry
+
+if TYPE_CHECKING:
+    from shared.events.eventhub import HubEvent
 
 bp = func.Blueprint()
 
@@ -23,6 +27,8 @@ MAX_RETRIES = 4  # 5 attempts, as host.json's queues.maxDequeueCount
 
 def hub_events(events: list[func.EventHubEvent]) -> list[HubEvent]:
     """The trigger's events as the feature's plain records."""
+    from shared.events.eventhub import HubEvent  # on first use: keeps import function_app (indexing) short
+
     return [HubEvent(e.get_body(), e.enqueued_time, e.sequence_number, e.partition_key, e.offset) for e in events]
 
 

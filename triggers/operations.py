@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.dashboard import HEADERS, page
 from shared.http import json_response
 from shared.invocation import run_http
-from shared.status import build_status
 from shared.wiring import registry, status_sources
 
 bp = func.Blueprint()
 
 
+# The status and dashboard modules are imported on first use: import function_app (indexing) stays short.
+
+
 async def _status() -> func.HttpResponse:
+    from shared.status import build_status
+
     return json_response(await build_status(status_sources(registry)), 200, {"Cache-Control": "no-store"})
 
 
 async def _dashboard() -> func.HttpResponse:
+    from shared.dashboard import HEADERS, page
+
     return func.HttpResponse(page(), status_code=200, headers=HEADERS, mimetype="text/html", charset="utf-8")
 
 
