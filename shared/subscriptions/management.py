@@ -33,8 +33,8 @@ class SubscriptionView:
     last_error: str | None
     notification_url: str
     lifecycle_url: str | None
-    with_data: bool  # rich notifications (``+data``)
-    certificate_id: str | None  # the certificate Graph encrypts for: a rotation is done when none shows the old id
+    with_data: bool = False  # rich notifications (``+data``)
+    certificate_id: str | None = None  # the certificate Graph encrypts for: rotation is done when none shows the old id
 
     @classmethod
     def of(cls, record: SubscriptionRecord, origin: Origin) -> SubscriptionView:
