@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from devtools.azurite import ROOT, Azurite, free_port
 from devtools.processes import stop_process
-from shared.setting_specs import is_loopback_url
+from shared.setting_specs import flag, is_loopback_url
 
 REAL_GRAPH_MODES = {"client_secret", "certificate", "managed_identity"}
 DEFAULT_APP_PORT = 7071
@@ -129,7 +129,10 @@ def simulator_rich_settings(env: dict[str, str], simulator_root: str, data_dir: 
     """With ``RICH_NOTIFICATIONS`` on and the simulator as Graph, fill in what is missing: a local certificate
     (generated once, kept beside Azurite's data so subscriptions made by an earlier run still decrypt) and the
     simulator's token service as audience and OpenID configuration. Returns a note, or None when off."""
-    if env.get("RICH_NOTIFICATIONS", "").strip().lower() not in ("true", "1", "yes"):
+    try:
+        if not flag(env.get("RICH_NOTIFICATIONS", "false").strip()):
+            return None
+    except ValueError:  # the app reports the bad value when it reads its settings
         return None
     from devtools.encryption_certificate import certificate_id, generate_pem
     from devtools.graphsim.rich_routes import OPENID_CONFIGURATION_PATH

@@ -44,6 +44,7 @@ Instance = Literal["cold", "warm"]
 POSTS_PER_CELL = 30  # x 10 items = 300 notifications per cell
 WARMUP_POSTS = 3
 SENDERS = 4
+BREAKER_STATE_CACHE_S = 1.0  # BreakerPolicy.state_cache_seconds: how long an instance trusts the state it read
 DURING_SPREAD_S = 4.0  # a "during" cell sends its first 200 items over this long
 DELAY_SLACK_S = 30.0  # the guarantee: every acknowledged item reaches graph-events within outage + 30 s
 HEALTH_RECOVERY_S = 30.0
@@ -603,13 +604,19 @@ class CellRun:
             out.append("no users request was answered inside the outage")
         if not health:
             out.append("no health request was answered inside the outage")
+        # An instance trusts the breaker state it read for state_cache_seconds (1 s): a request sent in that
+        # first second may still reach Graph, and what it fetched is then served from the memory tier.
+        trusted_until = self.outage.down_at + BREAKER_STATE_CACHE_S
+        served = self.requested_before_outage | {
+            r.target for r in users if r.status == 200 and r.started < trusted_until and r.target
+        }
         bad_users: Counter[str] = Counter()
         for r in users:
             ok_open = r.status == 200 and r.x_cache in USER_X_CACHE_DURING_OUTAGE
             ok_closed = r.status == 503 and bool(r.retry_after)
             if not fail_closed:
                 good = ok_open
-            elif r.target not in self.requested_before_outage:
+            elif r.started >= trusted_until and r.target not in served:
                 good = ok_closed
             else:
                 good = ok_open or ok_closed

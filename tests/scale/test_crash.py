@@ -30,21 +30,30 @@ def _in_flight(cluster: Cluster, index: int) -> int:
 def test_messages_in_flight_on_a_killed_instance_are_processed_by_the_others(cluster: Cluster, sim: SimControl) -> None:
     wait_until(lambda: len(sim.subscriptions()) >= 2, 30, "the desired subscriptions")
     mailbox = sim.users()[0]["id"]
-    created = {m["id"] for m in sim.create_message(mailbox, count=NOTIFICATIONS)}
-
-    victim = cluster.instances[VICTIM]
-    deadline = time.monotonic() + 60
-    while _in_flight(cluster, VICTIM) == 0:  # kill it while it runs queue messages
-        assert time.monotonic() < deadline, "the victim never had a queue message in flight"
-        time.sleep(0.01)
-    victim.send_signal(signal.SIGKILL)
-    victim.process.wait(timeout=10)
-    killed_in_flight = _in_flight(cluster, VICTIM)
-    # Graph may have delivered everything before the kill: changes made after it make the front meet the
-    # dead instance (its round robin gives it every third POST).
-    created |= {m["id"] for m in sim.create_message(mailbox, count=AFTER_KILL)}
-
-    sim.wait_deliveries_idle(timeout_s=120)
+    # Ten per POST: many queue messages, so every instance's listener gets some (at 100 per POST one instance
+    # could drain the few messages alone before the victim polled).
+    per_post = sim.config()["max_items_per_post"]
+    sim.configure(max_items_per_post=10)
+    try:
+        created = {m["id"] for m in sim.create_message(mailbox, count=NOTIFICATIONS)}
+        victim = cluster.instances[VICTIM]
+        deadline = time.monotonic() + 60
+        more_at = time.monotonic() + 0.5
+        while _in_flight(cluster, VICTIM) == 0:  # kill it while it runs queue messages
+            assert time.monotonic() < deadline, "the victim never had a queue message in flight"
+            if time.monotonic() >= more_at:  # more work until the victim's listener takes some
+                created |= {m["id"] for m in sim.create_message(mailbox, count=20)}
+                more_at = time.monotonic() + 0.5
+            time.sleep(0.01)
+        victim.send_signal(signal.SIGKILL)
+        victim.process.wait(timeout=10)
+        killed_in_flight = _in_flight(cluster, VICTIM)
+        # Graph may have delivered everything before the kill: changes made after it make the front meet the
+        # dead instance (its round robin gives it every third POST).
+        created |= {m["id"] for m in sim.create_message(mailbox, count=AFTER_KILL)}
+        sim.wait_deliveries_idle(timeout_s=120)
+    finally:
+        sim.configure(max_items_per_post=per_post)
     app = RunningApp(cluster.instances[0], cluster.client(0), cluster.env)
     events = [
         e for e in EventSink(app).wait_for_matching(created, timeout=120, settle=2.0) if e["message_id"] in created

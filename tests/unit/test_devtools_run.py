@@ -84,8 +84,9 @@ def test_identity_storage_settings_win_over_the_connection_string() -> None:
 
 
 def test_rich_notifications_get_a_local_certificate_kept_across_runs(tmp_path: Path) -> None:
-    """With the simulator as Graph: a certificate generated once (private file), the simulator as token service."""
-    first = {"RICH_NOTIFICATIONS": "true"}
+    """With the simulator as Graph: a certificate generated once (private file), the simulator as token service.
+    The setting reads as the app reads it ("on" included)."""
+    first = {"RICH_NOTIFICATIONS": "on"}
     note = simulator_rich_settings(first, "http://127.0.0.1:8070", tmp_path)
 
     assert note is not None
@@ -97,7 +98,7 @@ def test_rich_notifications_get_a_local_certificate_kept_across_runs(tmp_path: P
         "http://127.0.0.1:8070/common/.well-known/openid-configuration"
     )
     assert (tmp_path / "rich-notifications.pem").stat().st_mode & 0o077 == 0
-    second = {"RICH_NOTIFICATIONS": "true"}
+    second = {"RICH_NOTIFICATIONS": "on"}
     simulator_rich_settings(second, "http://127.0.0.1:8070", tmp_path)
     assert second == first  # the next run reuses it: subscriptions made earlier still decrypt
 
@@ -106,7 +107,8 @@ def test_rich_settings_given_are_kept_and_off_means_untouched(tmp_path: Path) ->
     given = {"RICH_NOTIFICATIONS": "true", "RICH_NOTIFICATIONS_CERTIFICATE": "pem", "RICH_NOTIFICATIONS_AUDIENCE": "a"}
     simulator_rich_settings(given, "http://127.0.0.1:8070", tmp_path)
     assert (given["RICH_NOTIFICATIONS_CERTIFICATE"], given["RICH_NOTIFICATIONS_AUDIENCE"]) == ("pem", "a")
-    off: dict[str, str] = {"RICH_NOTIFICATIONS": "false"}
-    assert simulator_rich_settings(off, "http://127.0.0.1:8070", tmp_path) is None
-    assert off == {"RICH_NOTIFICATIONS": "false"}
+    for value in ("false", "", "maybe"):  # off, unset, or a bad value the app itself will report
+        off = {"RICH_NOTIFICATIONS": value}
+        assert simulator_rich_settings(off, "http://127.0.0.1:8070", tmp_path) is None
+        assert off == {"RICH_NOTIFICATIONS": value}
     assert not (tmp_path / "rich-notifications.pem").exists()
