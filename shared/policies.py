@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def cache_policy(current: Settings) -> CachePolicy:
     """Users and message pages get their own freshness; stale-and-refresh runs up to 4x the TTL."""
     from shared.cache import CachePolicy, Freshness
-    from shared.directory import ALIASES_NAMESPACE, MESSAGES_NAMESPACE, USERS_NAMESPACE
+    from shared.directory import ALIASES_NAMESPACE, MESSAGE_NAMESPACE, MESSAGES_NAMESPACE, USERS_NAMESPACE
 
     def freshness(ttl: float) -> Freshness:
         return Freshness(
@@ -30,6 +30,7 @@ def cache_policy(current: Settings) -> CachePolicy:
         )
 
     users = freshness(current.cache_user_ttl_seconds)
+    mail = freshness(current.cache_messages_ttl_seconds)
     return CachePolicy(
         l1_max_entries=current.cache_l1_max_entries,
         l1_ttl=current.cache_l1_ttl_seconds,
@@ -38,7 +39,8 @@ def cache_policy(current: Settings) -> CachePolicy:
         namespaces={
             USERS_NAMESPACE: users,
             ALIASES_NAMESPACE: users,
-            MESSAGES_NAMESPACE: freshness(current.cache_messages_ttl_seconds),
+            MESSAGES_NAMESPACE: mail,
+            MESSAGE_NAMESPACE: mail,
         },
     )
 

@@ -362,12 +362,12 @@ async def _make_subscriptions() -> SubscriptionService:
 def _resource_data() -> ResourceData:
     """What ``+data`` subscriptions ask Graph for: the API's default message fields (so an event's data has
     the shape ``GET /api/users/{id}/messages`` answers with), encrypted for the current certificate."""
-    from shared.api.params import DEFAULT_MESSAGE_FIELDS
+    from shared.api.params import MESSAGE_RESOURCE_FIELDS
     from shared.graph.subscriptions import EncryptionCertificate, ResourceData
     from shared.wiring_rich import KEY_RING
 
     key = registry.get_sync(KEY_RING).current
-    return ResourceData(DEFAULT_MESSAGE_FIELDS, EncryptionCertificate(key.encryption_certificate, key.certificate_id))
+    return ResourceData(MESSAGE_RESOURCE_FIELDS, EncryptionCertificate(key.encryption_certificate, key.certificate_id))
 
 
 async def _make_subscription_reactions() -> LifecycleReactions:

@@ -1,4 +1,4 @@
-"""Users and mail API: GET users/{user_id}, GET users/{user_id}/messages, and the OpenAPI document."""
+"""Users and mail API: GET users/{user_id}, users/{user_id}/messages[/{message_id}], and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -30,6 +30,17 @@ async def list_messages(req: func.HttpRequest, context: func.Context) -> func.Ht
         return await views.list_messages(req, await registry.get(DIRECTORY), settings().cache_messages_ttl_seconds)
 
     return await run_http("list_messages", context, handle)
+
+
+@bp.function_name("get_message")
+@bp.route(route="users/{user_id}/messages/{message_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def get_message(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    async def handle() -> func.HttpResponse:
+        from shared.api import views
+
+        return await views.get_message(req, await registry.get(DIRECTORY), settings().cache_messages_ttl_seconds)
+
+    return await run_http("get_message", context, handle)
 
 
 @bp.function_name("openapi")

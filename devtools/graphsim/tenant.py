@@ -227,6 +227,7 @@ class Tenant:
         for n in range(count):
             # Each new message is one millisecond "later" so receivedDateTime order is stable.
             message = self._store_message(user, name, now + timedelta(milliseconds=n), sender, overrides)
+            message["lastModifiedDateTime"] = message["receivedDateTime"]  # new now, so an update is later
             created.append(message)
         return created
 

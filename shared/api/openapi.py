@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from shared import __version__
-from shared.api.params import DEFAULT_MESSAGE_FIELDS, DEFAULT_TOP, MAX_CURSOR, MAX_TOP, MESSAGE_FIELDS
+from shared.api.params import (
+    DEFAULT_MESSAGE_FIELDS,
+    DEFAULT_TOP,
+    MAX_CURSOR,
+    MAX_MESSAGE_ID,
+    MAX_TOP,
+    MESSAGE_FIELDS,
+    MESSAGE_RESOURCE_FIELDS,
+)
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _FUNCTION_KEY: list[dict[str, list[str]]] = [{"functionKey": []}]
@@ -172,6 +180,28 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/users/{user_id}/messages/{message_id}": {
+                "get": {
+                    "operationId": "getMessage",
+                    "summary": "One message; with rich notifications, cached from the notification's data",
+                    "security": _FUNCTION_KEY,
+                    "parameters": [
+                        _USER_ID,
+                        {
+                            "name": "message_id",
+                            "in": "path",
+                            "required": True,
+                            "description": "a Graph message id",
+                            "schema": {"type": "string", "maxLength": MAX_MESSAGE_ID, "pattern": "^[A-Za-z0-9_=-]+$"},
+                        },
+                        _IF_NONE_MATCH,
+                    ],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Message"}, "the message", _CACHE_HEADERS),
+                        **_ERRORS,
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}},
@@ -224,6 +254,11 @@ def openapi_document() -> dict[str, Any]:
                         "businessPhones": {"type": "array", "items": {"type": "string"}},
                         "preferredLanguage": nullable_string,
                     },
+                },
+                "Message": {
+                    "type": "object",
+                    "required": list(MESSAGE_RESOURCE_FIELDS),
+                    "properties": {name: {} for name in MESSAGE_RESOURCE_FIELDS},
                 },
                 "MessagePage": {
                     "type": "object",

@@ -25,6 +25,9 @@ from urllib.parse import parse_qsl
 from shared.errors import InvalidInputError
 
 MAX_USER_ID = 256
+MAX_MESSAGE_ID = 512  # Outlook ids are ~150 characters; immutable ids a little longer
+# Graph's message ids are URL-safe base64 (letters, digits, '-', '_', '=' padding).
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_=-]+")
 MAX_CURSOR = 4096
 MAX_CONTINUATION = 2048  # a nextLink's query; Graph's skiptokens are a few hundred characters
 # The query options a messages nextLink may carry; anything else ($expand, $filter...) is refused.
@@ -62,6 +65,7 @@ MESSAGE_FIELDS = (
     "categories",
     "flag",
     "parentFolderId",
+    "lastModifiedDateTime",
 )
 DEFAULT_MESSAGE_FIELDS = (
     "id",
@@ -73,6 +77,9 @@ DEFAULT_MESSAGE_FIELDS = (
     "importance",
     "bodyPreview",
 )
+# One message as ``GET users/{id}/messages/{message_id}`` serves and caches it, and as rich notifications
+# select it: the page defaults plus the version that orders a notification's data against the cache's.
+MESSAGE_RESOURCE_FIELDS = (*DEFAULT_MESSAGE_FIELDS, "lastModifiedDateTime")
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,13 @@ def parse_user_id(raw: str | None) -> UserId:
     if match is None or ".." in raw or raw.startswith(".") or match["local"].endswith("."):
         raise InvalidInputError("user_id must be a GUID or a userPrincipalName")
     return UserId(raw.lower(), is_guid=False)
+
+
+def parse_message_id(raw: str | None) -> str:
+    """A Graph message id (case-sensitive, kept as is); anything else is a 400 before any lookup."""
+    if raw is None or not 0 < len(raw) <= MAX_MESSAGE_ID or not _MESSAGE_ID.fullmatch(raw):
+        raise InvalidInputError(f"message_id must be a Graph message id (URL-safe base64, at most {MAX_MESSAGE_ID})")
+    return raw
 
 
 def parse_top(raw: str | None) -> int:

@@ -17,9 +17,12 @@ from shared.cache import CacheKey, CacheManager, CacheResult, Source
 from shared.directory import (
     ALIASES_NAMESPACE,
     CACHE_NAMES,
+    MESSAGE_RESOURCE_FIELDS,
     MESSAGES_NAMESPACE,
     USER_FIELDS,
     GraphReads,
+    message_key,
+    shape_message,
     shape_user,
     user_key,
 )
@@ -128,6 +131,16 @@ class DirectoryApi:
             return {"items": shaped, "next_cursor": cursor}
 
         return _with_alias_source(await self._cache.get_or_set(key, fetch), alias_source)
+
+    async def message(self, user: UserId, message_id: str) -> CacheResult[dict[str, Any]]:
+        """One message (``MESSAGE_RESOURCE_FIELDS``); a rich notification may have cached it already."""
+        guid, alias_source = await self._guid(user, {})
+
+        async def fetch() -> dict[str, Any]:
+            graph = await self._graph()
+            return shape_message(await graph.get_message(guid, message_id, list(MESSAGE_RESOURCE_FIELDS)))
+
+        return _with_alias_source(await self._cache.get_or_set(message_key(guid, message_id), fetch), alias_source)
 
 
 def _upn_of(user: dict[str, Any]) -> str | None:

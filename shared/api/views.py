@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from shared.api.openapi import openapi_document
-from shared.api.params import parse_page_request, parse_user_id
+from shared.api.params import parse_message_id, parse_page_request, parse_user_id
 from shared.http import json_response
 
 if TYPE_CHECKING:  # the cache package (and azure.core) is imported on first use, not with the app
@@ -56,6 +56,13 @@ async def list_messages(req: func.HttpRequest, directory: DirectoryApi, fresh_fo
     user = parse_user_id(req.route_params.get("user_id"))
     page = parse_page_request(req.params)
     return cached_response(req, await directory.messages(user, page), fresh_for)
+
+
+async def get_message(req: func.HttpRequest, directory: DirectoryApi, fresh_for: float) -> func.HttpResponse:
+    """``GET /api/users/{user_id}/messages/{message_id}``; ``fresh_for`` as for message pages."""
+    user = parse_user_id(req.route_params.get("user_id"))
+    message_id = parse_message_id(req.route_params.get("message_id"))
+    return cached_response(req, await directory.message(user, message_id), fresh_for)
 
 
 async def openapi(req: func.HttpRequest) -> func.HttpResponse:

@@ -275,6 +275,46 @@ class CacheManager:
         if written and epoch == self._epoch:
             self._l1.put(key, entry)
 
+    # --- writing from an outside source ---------------------------------------------------------------
+
+    async def put_if(self, key: CacheKey, value: Any, replaces: Callable[[Any | None], bool]) -> bool:
+        """Cache ``value`` (data a notification brought) if ``replaces(current)`` says it supersedes what the
+        row holds now (``current`` is None when there is no value, whatever its generation); True if written.
+
+        The row's value is compared even when an invalidation made it unreadable: a redelivered older
+        notification must not write over newer data. The write is conditional on the row read, so a Graph
+        fetch that raced it cannot overwrite it either; a conflict reads again (three tries). Best effort:
+        a storage failure writes nothing (the caller's invalidation already made the cache correct).
+        """
+        if not self._storage.usable():
+            return False
+        fresh = self.policy.freshness_for(key.namespace)
+        try:
+            payload = encode_json(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"cache {key.namespace}: a value JSON cannot carry: {exc}") from exc
+        try:
+            for _ in range(3):
+                row = await self._l2.read(key)
+                current = row.entry if row is not None else None
+                known = None if current is None or current.negative else decode_json(current.payload)
+                if not replaces(known):
+                    return False
+                generation = await self._generations.current(key.group)
+                now = self._clock()
+                entry = Entry(payload, content_hash(payload), now, now + fresh.max_staleness, generation)
+                packed = pack(payload, compress_min_bytes=self.policy.compress_min_bytes)
+                if await self._l2.write(key, entry, packed, etag=row.etag if row is not None else None):
+                    self._epoch += 1  # a load that started before this write must not fill L1 after it
+                    self._l1.put(key, entry)
+                    return True
+                self.stats.write_conflicts += 1
+        except StorageUnavailableError as exc:
+            self._storage.failed(exc)
+        except ValueTooLargeError:
+            self.stats.refused_too_large += 1
+        return False
+
     # --- background refresh ---------------------------------------------------------------------------
 
     def _refresh_in_background(

@@ -38,6 +38,8 @@ class CacheInvalidation(Protocol):
 
     async def invalidate_groups(self, groups: Collection[str]) -> None: ...
 
+    async def update_message(self, user_id: str, message_id: str, data: Mapping[str, Any]) -> bool: ...
+
 
 @dataclass(frozen=True)
 class CacheNames:
@@ -69,6 +71,7 @@ class CacheInvalidator:
         if event.user_id is None:
             return
         await self._cache.invalidate_group(self._names.messages_group.format(user_id=event.user_id))
+        await self._store_data([event])
 
     async def users_changed_many(self, events: Sequence[Event]) -> Mapping[str, BaseException]:
         """``user_changed`` for a batch: each user's entry and group once (raises: all failed)."""
@@ -86,7 +89,20 @@ class CacheInvalidator:
         """``messages_changed`` for a batch: each mailbox's group once (raises: all failed)."""
         users = {e.user_id for e in events if e.user_id is not None}
         await self._cache.invalidate_groups({self._names.messages_group.format(user_id=u) for u in users})
+        await self._store_data(events)
         return {}
+
+    async def _store_data(self, events: Sequence[Event]) -> None:
+        """After the invalidation: cache the message a rich notification brought (created or updated), so
+        reading it costs no Graph call. Best effort, newest version wins (the adapter compares)."""
+        rich = [
+            e
+            for e in events
+            if e.data is not None and e.user_id and e.message_id and e.change_type in ("created", "updated")
+        ]
+        await gather_bounded(
+            rich, 16, lambda e: self._cache.update_message(str(e.user_id), str(e.message_id), e.data or {})
+        )
 
 
 Enricher = Callable[[Event], Awaitable[Mapping[str, Any] | None]]

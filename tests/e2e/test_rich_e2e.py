@@ -72,6 +72,39 @@ def test_a_created_message_arrives_with_its_fields_and_no_graph_call(start_app: 
     assert "Quarterly numbers" not in app.host.output  # plaintext never logged
 
 
+def test_the_api_serves_a_notified_message_from_its_data_and_follows_its_updates(
+    start_app: StartApp, graphsim: SimControl
+) -> None:
+    """``GET users/{id}/messages/{message_id}`` answers from the cache the notification filled, also after an
+    update (the newer version replaces it); Graph is never asked for the message."""
+    mailbox = graphsim.users()[3]["id"]
+    port = free_port()
+    settings = rich_settings(graphsim, mailbox, port, OLD_PEM, "cert-old")
+    app = start_app(port=port, **{**settings, "GRAPH_SUBSCRIPTIONS": f"users/{mailbox}/messages=created,updated+data"})
+    app.host.wait_for_output("renewal: renewed", timeout=30)
+    graphsim.clear_requests()
+    sink = EventSink(app)
+    message = create_message(graphsim, mailbox, "First draft")
+    sink.wait_for_matching({message["id"]})
+
+    with admin(app) as client:
+        url = f"/api/users/{mailbox}/messages/{message['id']}"
+        first = client.get(url)
+        assert (first.status_code, first.json()["subject"]) == (200, "First draft")
+        assert first.headers["X-Cache"] in ("hit-l1", "hit-l2")
+        graphsim.advance_clock(2)  # Outlook versions messages by the second
+        graphsim.update_message(mailbox, message["id"], subject="Final")
+        graphsim.wait_deliveries_idle()
+        sink.wait_for(2)
+        second = client.get(url)
+        assert (second.json()["subject"], second.headers["X-Cache"]) == ("Final", "hit-l1")
+        assert second.headers["ETag"] != first.headers["ETag"]
+        assert client.get(f"/api/users/{mailbox}/messages/a%2Fb").status_code in (400, 404)
+        assert client.get(f"/api/users/{mailbox}/messages/{'A' * 600}").status_code == 400
+    assert [e["type"] for e in sink.events] == ["messages.created", "messages.updated"]
+    assert graphsim.requests(path_regex=r"^/users/[^/]+/messages/(?!delta)") == []
+
+
 def test_every_fault_is_refused_or_poisoned_and_graph_never_sees_a_5xx(
     start_app: StartApp, graphsim: SimControl
 ) -> None:

@@ -11,10 +11,14 @@ import httpx
 import pytest
 
 from devtools.graphsim.client import SimControl
+from shared.api.params import MESSAGE_RESOURCE_FIELDS
 from tests.e2e.conftest import RunningApp, StartApp
+from tests.e2e.pipeline import EventSink, subscribe
+from tests.fixtures.graphsim import GraphSimServer
 
 USER_ROUTE = "GET /users/{id}"
 MESSAGES_ROUTE = "GET /users/{user}/messages"  # the simulator's route template
+MESSAGE_ROUTE = "GET /users/{user}/messages/{message_id}"
 
 
 def _a_user(graphsim: SimControl, index: int = 0) -> dict[str, Any]:
@@ -186,6 +190,37 @@ def test_field_selection_is_an_allow_list(app: RunningApp, graphsim: SimControl)
     assert set(page.json()["items"][0]) == {"id", "subject", "isRead"}
     bad = app.get(f"/api/users/{user['id']}/messages", params={"fields": "body"})
     assert bad.status_code == 400
+
+
+def test_one_message_is_cached_and_dropped_by_a_change_in_its_mailbox(
+    app: RunningApp, graphsim: SimControl, graphsim_server: GraphSimServer
+) -> None:
+    """``GET users/{id}/messages/{message_id}``: one Graph call then hits; an unknown id is a cached 404; a
+    plain notification (no data) of any change in the mailbox drops it, and the next read sees the change."""
+    user = _a_user(graphsim, 9)
+    message = graphsim.messages(user["id"])[0]
+    url = f"/api/users/{user['id']}/messages/{message['id']}"
+    first, second = app.get(url), app.get(url)
+    assert (first.status_code, first.headers["X-Cache"], second.headers["X-Cache"]) == (200, "miss", "hit-l1")
+    assert first.json() == {name: message.get(name) for name in MESSAGE_RESOURCE_FIELDS}
+    missing = [app.get(f"/api/users/{user['id']}/messages/AAMkNoSuchMessage=") for _ in range(2)]
+    assert [r.status_code for r in missing] == [404, 404]
+    assert graphsim.count(MESSAGE_ROUTE) == 2
+
+    subscribe(app, graphsim_server.base_url, f"users/{user['id']}/messages", "updated")
+    graphsim.update_message(user["id"], message["id"], subject="Renamed")
+    graphsim.wait_deliveries_idle()
+    EventSink(app).wait_for(1, settle=1.0)
+    after = app.get(url)
+    assert (after.headers["X-Cache"], after.json()["subject"]) == ("miss", "Renamed")
+
+
+@pytest.mark.parametrize("message_id", ["a%2Fb", "%2e%2e", "a%00b", "A" * 600, "%3Cscript%3E", "m'1", "m%20x"])
+def test_hostile_message_ids_are_rejected_before_graph(app: RunningApp, graphsim: SimControl, message_id: str) -> None:
+    user = _a_user(graphsim, 9)
+    response = app.get(f"/api/users/{user['id']}/messages/{message_id}")
+    assert response.status_code in {400, 404}
+    assert graphsim.count(MESSAGE_ROUTE) == 0
 
 
 def test_messages_of_unknown_mailbox_is_404(app: RunningApp) -> None:

@@ -15,6 +15,7 @@ EXPECTED = {
     "openapi": ("httpTrigger", "openapi.json", "anonymous"),
     "get_user": ("httpTrigger", "users/{user_id}", "function"),
     "list_messages": ("httpTrigger", "users/{user_id}/messages", "function"),
+    "get_message": ("httpTrigger", "users/{user_id}/messages/{message_id}", "function"),
     "notifications": ("httpTrigger", "notifications", "anonymous"),
     "lifecycle_notifications": ("httpTrigger", "notifications/lifecycle", "anonymous"),
     "process_notifications": ("queueTrigger", "graph-notifications", "AzureWebJobsStorage"),

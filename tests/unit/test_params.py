@@ -13,11 +13,25 @@ from shared.api.params import (
     PageRequest,
     encode_cursor,
     is_continuation,
+    parse_message_id,
     parse_page_request,
     parse_top,
     parse_user_id,
 )
 from shared.errors import InvalidInputError
+
+
+@pytest.mark.parametrize(
+    "raw", [None, "", "a/b", "..", "a b", "m%2F1", "m\x00", "ﾑ", "m?x=1", "m#f", "x" * 513, "m.1", "m'1"]
+)
+def test_message_ids_outside_graphs_alphabet_are_400(raw: str | None) -> None:
+    with pytest.raises(InvalidInputError):
+        parse_message_id(raw)
+
+
+def test_a_graph_message_id_is_kept_exactly() -> None:
+    raw = "AAMkAGI2TG93AAA-T_x=" + "A" * 120
+    assert parse_message_id(raw) == raw
 
 
 @given(st.text(max_size=50))

@@ -82,6 +82,34 @@ async def test_second_instance_is_served_from_table_storage(make_manager: Factor
     assert second.etag == first.etag
 
 
+async def test_notification_data_is_cached_newest_version_first(make_manager: Factory) -> None:
+    """The handlers' adapter over real Table Storage: after the mailbox's invalidation a message's data is
+    served by another instance without a fetch; an older redelivery, concurrent with a newer one, never wins."""
+    from shared.api.params import MESSAGE_RESOURCE_FIELDS
+    from shared.directory import CacheInvalidationAdapter, message_key
+
+    writer, reader = make_manager(), make_manager()
+    adapter = CacheInvalidationAdapter(writer)
+
+    def version(second: int) -> dict[str, Any]:
+        data: dict[str, Any] = dict.fromkeys(MESSAGE_RESOURCE_FIELDS)
+        data.update(id="m1", subject=f"v{second}", lastModifiedDateTime=f"2026-12-02T10:00:{second:02d}Z")
+        return data
+
+    guid = "0b5c5a43-3c6e-4d3f-9f3a-3a1f7f6a0c01"
+    await adapter.invalidate_groups({f"messages:{guid}"})
+    assert await adapter.update_message(guid, "m1", version(1))
+    newest, _older = await asyncio.gather(
+        adapter.update_message(guid, "m1", version(3)), adapter.update_message(guid, "m1", version(2))
+    )
+    upstream = Upstream("graph")
+    result = await reader.get_or_set(message_key(guid.upper(), "m1"), upstream)
+    assert (result.value["subject"], result.source, upstream.calls) == ("v3", "hit-l2", 0)
+    assert newest
+    assert not await adapter.update_message(guid, "m1", version(2))  # a redelivery after it, too
+    assert not await adapter.update_message(guid, "other", version(4))  # data naming another message
+
+
 @pytest.mark.parametrize(
     "value",
     [

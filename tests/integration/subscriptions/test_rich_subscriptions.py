@@ -9,7 +9,7 @@ from typing import Any
 
 from devtools.encryption_certificate import generate_pem
 from devtools.graphsim.client import SimControl
-from shared.api.params import DEFAULT_MESSAGE_FIELDS
+from shared.api.params import MESSAGE_RESOURCE_FIELDS
 from shared.graph.subscriptions import EncryptionCertificate, ResourceData
 from shared.richdata.keyring import load_key
 from tests.integration.subscriptions.conftest import SimClock
@@ -18,7 +18,7 @@ OLD, NEW = load_key("cert-old", generate_pem()), load_key("cert-new", generate_p
 
 
 def data_for(key: Any) -> ResourceData:
-    return ResourceData(DEFAULT_MESSAGE_FIELDS, EncryptionCertificate(key.encryption_certificate, key.certificate_id))
+    return ResourceData(MESSAGE_RESOURCE_FIELDS, EncryptionCertificate(key.encryption_certificate, key.certificate_id))
 
 
 async def test_a_data_entry_creates_a_rich_subscription_with_the_short_lifetime(
@@ -31,7 +31,7 @@ async def test_a_data_entry_creates_a_rich_subscription_with_the_short_lifetime(
     assert len(result.created) == 1
     [live] = graphsim.subscriptions()
     assert live["includeResourceData"] is True
-    assert live["resource"] == f"users/{mailbox}/messages?$select={','.join(DEFAULT_MESSAGE_FIELDS)}"
+    assert live["resource"] == f"users/{mailbox}/messages?$select={','.join(MESSAGE_RESOURCE_FIELDS)}"
     assert (live["encryptionCertificateId"], live["encryptionCertificate"]) == ("cert-old", OLD.encryption_certificate)
     [record] = await stack.registry.list_all()
     assert (record.resource, record.with_data, record.certificate_id) == (f"users/{mailbox}/messages", True, "cert-old")

@@ -370,6 +370,59 @@ async def test_key_invalidation_applies_at_once_in_the_same_instance(manager: Ca
     assert (await manager.get_or_set(KEY, upstream)).value == "v2"
 
 
+# --- writes from notification data -----------------------------------------------------------------
+
+
+def newer(version: int):  # type: ignore[no-untyped-def]
+    """Replaces nothing, or a value of a lower ``v``."""
+    return lambda current: current is None or current["v"] < version
+
+
+async def test_put_if_serves_the_data_on_every_instance_without_a_fetch(make_manager: ManagerFactory) -> None:
+    """Data written after the group's invalidation is read by this and other instances, no Graph call."""
+    a, b = make_manager(), make_manager()
+    page = CacheKey("mail", "alice/m1", "mail:alice")
+    upstream = Upstream({"v": 1})
+    await a.get_or_set(page, upstream)
+    await a.invalidate_group("mail:alice")
+    assert await a.put_if(page, {"v": 2}, newer(2))
+    assert (await a.get_or_set(page, upstream)).value == {"v": 2}
+    assert (await b.get_or_set(page, upstream)).value == {"v": 2}
+    assert upstream.calls == 1
+
+
+async def test_put_if_never_writes_an_older_version_even_over_an_invalidated_value(manager: CacheManager) -> None:
+    """A redelivered older notification loses to the newer value the row holds, whatever its generation."""
+    page = CacheKey("mail", "alice/m1", "mail:alice")
+    assert await manager.put_if(page, {"v": 3}, newer(3))
+    await manager.invalidate_group("mail:alice")
+    assert not await manager.put_if(page, {"v": 2}, newer(2))
+    upstream = Upstream({"v": 4})
+    assert (await manager.get_or_set(page, upstream)).value == {"v": 4}  # invalidated: Graph answers
+
+
+async def test_put_if_beats_a_fetch_that_started_before_it(make_manager: ManagerFactory) -> None:
+    """A Graph answer fetched before the notification's data arrived is not written over it."""
+    a, b = make_manager(), make_manager()
+    upstream = Upstream({"v": 1})
+    upstream.gate = asyncio.Event()
+    loading = asyncio.create_task(a.get_or_set(KEY, upstream))
+    await until(lambda: upstream.calls == 1, "a's fetch under way")
+    assert await b.put_if(KEY, {"v": 2}, newer(2))
+    upstream.gate.set()
+    assert (await loading).value == {"v": 1}
+    assert (await a.get_or_set(KEY, upstream)).value == {"v": 2}
+
+
+async def test_put_if_with_the_table_down_writes_nothing_and_does_not_raise(
+    manager: CacheManager, table: FakeTableClient
+) -> None:
+    """Best effort: the invalidation before it already made the cache correct."""
+    table.down = True
+    assert not await manager.put_if(KEY, {"v": 1}, newer(1))
+    assert manager.stats.storage_errors >= 1
+
+
 # --- degradation ------------------------------------------------------------------------------------
 
 

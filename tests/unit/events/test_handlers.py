@@ -40,6 +40,10 @@ class RecordingCache:
     async def invalidate_groups(self, groups: Collection[str]) -> None:
         self.calls.append(("groups", *sorted(groups)))
 
+    async def update_message(self, user_id: str, message_id: str, data: Mapping[str, Any]) -> bool:
+        self.calls.append(("update", user_id, message_id, str(data.get("subject"))))
+        return True
+
 
 @pytest.fixture(name="cache")
 def _cache() -> RecordingCache:
@@ -69,6 +73,21 @@ async def test_message_change_invalidates_the_mailbox_pages(bus: EventBus, cache
     result = await bus.publish(event)
     assert [o.name for o in result.outcomes] == [CACHE_MESSAGES_HANDLER]
     assert cache.calls == [("group", "messages:u1")]
+
+
+async def test_a_message_that_brought_its_data_is_cached_after_the_invalidation(
+    bus: EventBus, cache: RecordingCache
+) -> None:
+    """A rich created/updated event: the mailbox group first, then the message from the data; a deletion, or
+    an event without data, only invalidates."""
+    rich = replace(make_event("messages.updated"), user_id="u1", message_id="m1", data={"id": "m1", "subject": "s"})
+    await bus.publish_many([rich])
+    assert cache.calls == [("groups", "messages:u1"), ("update", "u1", "m1", "s")]
+    cache.calls.clear()
+    deleted = replace(rich, id="e2", type="messages.deleted", change_type="deleted")
+    plain = replace(rich, id="e3", data=None)
+    await bus.publish_many([deleted, plain])
+    assert cache.calls == [("groups", "messages:u1")]
 
 
 async def test_users_created_and_unknown_kinds_invalidate_nothing(bus: EventBus, cache: RecordingCache) -> None:
