@@ -30,7 +30,7 @@ KEYS_PATH = "/common/discovery/keys"
 
 
 class RichNotifications(Notifications):
-    """``messages.created`` items with ``encryptedContent`` (a message's default API fields) for one
+    """``messages.created`` items with ``encryptedContent`` (the fields a ``+data`` subscription selects) for one
     certificate; each POST signed by one validation token for the tenant of its items."""
 
     def __init__(self, subscription: Subscription, certificate: x509.Certificate, issuer: TokenIssuer) -> None:
@@ -50,6 +50,7 @@ class RichNotifications(Notifications):
             "hasAttachments": False,
             "importance": "normal",
             "bodyPreview": "Quarterly numbers attached; please review before Friday. " * 2,
+            "lastModifiedDateTime": "2026-12-02T08:00:00Z",
         }
         item["encryptedContent"] = encrypt_resource(resource, self._certificate, CERTIFICATE_ID)
         return item

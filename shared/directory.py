@@ -158,8 +158,9 @@ class CacheInvalidationAdapter:
     async def invalidate_groups(self, groups: Collection[str]) -> None:
         await self._cache.invalidate_groups({group.lower() for group in groups})
 
-    async def update_message(self, user_id: str, message_id: str, data: Mapping[str, Any]) -> bool:
+    async def update_message(self, user_id: str, message_id: str, data: Mapping[str, Any], *, created: bool) -> bool:
         """Cache a notification's message data if it is the newest known (never data naming another id)."""
         if data.get("id") != message_id:
             return False
-        return await self._cache.put_if(message_key(user_id, message_id), shape_message(data), newer_message(data))
+        key, shaped = message_key(user_id, message_id), shape_message(data)
+        return await self._cache.put_if(key, shaped, newer_message(data), likely_new=created)

@@ -413,6 +413,15 @@ class Settings:
             flag,
         )
     )
+    rich_notifications_cache: bool = field(
+        metadata=setting(
+            "RICH_NOTIFICATIONS_CACHE",
+            True,
+            "cache the message a rich notification brings (a Table insert per created message, a read and a "
+            "conditional write per update); off: only invalidate",
+            flag,
+        )
+    )
     rich_certificate: Secret | None = field(
         metadata=secret(
             "RICH_NOTIFICATIONS_CERTIFICATE",

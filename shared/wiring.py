@@ -245,6 +245,7 @@ async def _make_dispatcher() -> ExactlyOnceDispatcher:
         cache=CacheInvalidationAdapter(await registry.get(CACHE)),
         forwarder=EventForwarder(queues, forwarding, enricher if current.forward_enrich else None),
         cache_names=CACHE_NAMES,  # the domain's names, not a second copy that must happen to agree
+        cache_data=current.rich_notifications_cache,
     )
     return ExactlyOnceDispatcher(bus, await registry.get(DEDUPE))
 
@@ -328,6 +329,7 @@ async def _make_subscriptions() -> SubscriptionService:
     from shared.subscriptions.catchup import DeltaCatchup
     from shared.subscriptions.delivery import EventHubTarget
     from shared.subscriptions.desired import parse_desired
+    from shared.subscriptions.fleet import MailboxBackoff
     from shared.subscriptions.leases import LeaseStore
     from shared.subscriptions.origins import OriginStore
     from shared.subscriptions.service import SubscriptionConfig, SubscriptionService
@@ -356,12 +358,14 @@ async def _make_subscriptions() -> SubscriptionService:
         config=SubscriptionConfig(renew_before=timedelta(hours=current.subscription_renew_before_hours)),
         eventhub=hub or None,
         resource_data=_resource_data() if current.rich_notifications else None,
+        directory=gateway,
+        backoff=MailboxBackoff(tables),
     )
 
 
 def _resource_data() -> ResourceData:
-    """What ``+data`` subscriptions ask Graph for: the API's default message fields (so an event's data has
-    the shape ``GET /api/users/{id}/messages`` answers with), encrypted for the current certificate."""
+    """What ``+data`` subscriptions ask Graph for: the fields ``GET /api/users/{id}/messages/{message_id}``
+    serves (an event's data has that shape, and refreshes that cache entry), encrypted for our certificate."""
     from shared.api.params import MESSAGE_RESOURCE_FIELDS
     from shared.graph.subscriptions import EncryptionCertificate, ResourceData
     from shared.wiring_rich import KEY_RING

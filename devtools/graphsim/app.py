@@ -10,6 +10,7 @@ from aiohttp import web
 
 from devtools.graphsim.control import Control, control_errors
 from devtools.graphsim.graph_batch import BatchRoute
+from devtools.graphsim.graph_groups import GroupRoutes
 from devtools.graphsim.graph_mail import MailRoutes
 from devtools.graphsim.graph_subscriptions import SubscriptionRoutes
 from devtools.graphsim.graph_users import UserRoutes
@@ -29,6 +30,7 @@ def build_app(sim: Simulator) -> web.Application:
     router = Router()
     pipeline = GraphPipeline(sim, router)
     UserRoutes(sim).register(router)
+    GroupRoutes(sim).register(router)
     MailRoutes(sim).register(router)
     SubscriptionRoutes(sim).register(router)
     ServicePrincipalRoutes(sim).register(router)

@@ -109,6 +109,26 @@ class SimControl:
         """Delete a user and their mailbox."""
         self._call("DELETE", f"/users/{_seg(user_id)}")
 
+    def set_mailbox(self, user_id: str, enabled: bool) -> None:
+        """Licence a user's mailbox or take it away (Outlook answers ``MailboxNotEnabledForRESTAPI``)."""
+        self._call("PUT", f"/users/{_seg(user_id)}/mailbox", json={"enabled": enabled})
+
+    def groups(self) -> list[JsonDict]:
+        """Every group with its direct members' ids (``members``)."""
+        result: list[JsonDict] = self._call("GET", "/groups")
+        return result
+
+    def create_group(self, members: list[str] | None = None, **fields: Any) -> JsonDict:
+        """A security group with ``members`` (user or group ids); ``id``/``displayName`` may be given."""
+        result: JsonDict = self._call("POST", "/groups", json={**fields, "members": members or []})
+        return result
+
+    def add_member(self, group_id: str, member_id: str) -> None:
+        self._call("POST", f"/groups/{_seg(group_id)}/members", json={"id": member_id})
+
+    def remove_member(self, group_id: str, member_id: str) -> None:
+        self._call("DELETE", f"/groups/{_seg(group_id)}/members/{_seg(member_id)}")
+
     def messages(self, user_id: str, folder: str | None = None) -> list[JsonDict]:
         """A mailbox's messages (storage order), optionally of one folder."""
         result: list[JsonDict] = self._call("GET", f"/users/{_seg(user_id)}/messages", params={"folder": folder})[

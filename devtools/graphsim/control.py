@@ -74,6 +74,11 @@ class Control:
         r.add_get("/_sim/users/{id}", self.get_user)
         r.add_patch("/_sim/users/{id}", self.update_user)
         r.add_delete("/_sim/users/{id}", self.delete_user)
+        r.add_put("/_sim/users/{id}/mailbox", self.set_mailbox)
+        r.add_get("/_sim/groups", self.list_groups)
+        r.add_post("/_sim/groups", self.create_group)
+        r.add_post("/_sim/groups/{id}/members", self.add_member)
+        r.add_delete("/_sim/groups/{id}/members/{member}", self.remove_member)
         r.add_get("/_sim/users/{id}/messages", self.list_messages)
         r.add_post("/_sim/users/{id}/messages", self.create_messages)
         r.add_patch("/_sim/users/{id}/messages/{mid}", self.update_message)
@@ -150,6 +155,35 @@ class Control:
     async def delete_user(self, request: web.Request) -> web.Response:
         """Delete a user and mailbox (publishes ``deleted``)."""
         self.sim.delete_user(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def set_mailbox(self, request: web.Request) -> web.Response:
+        """``{"enabled": bool}``: licence the user's mailbox or take it away (Outlook then answers 404)."""
+        enabled = (await _body(request)).get("enabled")
+        if not isinstance(enabled, bool):
+            raise GraphError(400, "BadRequest", "'enabled' must be true or false")
+        self.sim.set_mailbox(request.match_info["id"], enabled)
+        return _ok({"enabled": enabled})
+
+    async def list_groups(self, _: web.Request) -> web.Response:
+        """Every group with its direct members' ids."""
+        tenant = self.sim.tenant
+        return _ok([{**g, "members": list(tenant.members[g["id"]])} for g in tenant.groups.values()])
+
+    async def create_group(self, request: web.Request) -> web.Response:
+        """``{id?, displayName?, members?: [user or group ids]}``."""
+        group = self.sim.create_group(await _body(request))
+        return _ok({**group, "members": list(self.sim.tenant.members[group["id"]])}, status=201)
+
+    async def add_member(self, request: web.Request) -> web.Response:
+        """``{"id": user id/UPN or group id}`` (recorded for the members delta)."""
+        member = (await _body(request)).get("id")
+        if not isinstance(member, str):
+            raise GraphError(400, "BadRequest", "'id' must name a user or a group")
+        return _ok({"id": self.sim.add_member(request.match_info["id"], member)}, status=201)
+
+    async def remove_member(self, request: web.Request) -> web.Response:
+        self.sim.remove_member(request.match_info["id"], request.match_info["member"])
         return web.Response(status=204)
 
     async def list_messages(self, request: web.Request) -> web.Response:

@@ -19,6 +19,11 @@ from devtools.graphsim.wire import GraphError
 USERS_SCOPE = "users"
 
 
+def members_scope(group_id: str) -> str:
+    """The change-log scope of one group's direct members (directory kind: a lost state is 410 resync)."""
+    return f"members:{group_id}"
+
+
 def mail_scope(user_id: str, folder_id: str) -> str:
     """The change-log scope of one mail folder."""
     return f"mail:{user_id}:{folder_id}"
@@ -98,6 +103,14 @@ class ChangeLog:
         }
         raw = json.dumps(payload, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def scope_of(self, token: str) -> str:
+        """The scope a token was issued for (a groups deltaLink names no group; its token does)."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            return str(json.loads(raw)["s"])
+        except (ValueError, KeyError, TypeError):
+            raise GraphError(400, "BadRequest", "The delta or skip token is malformed.") from None
 
     def decode(self, token: str, scope: str) -> DeltaState:
         """Read a token issued for ``scope``; a stale generation is Graph's 410."""

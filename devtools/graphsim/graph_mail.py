@@ -67,7 +67,7 @@ class MailRoutes:
 
     def _mailbox(self, params: Mapping[str, str]) -> tuple[str, str | None]:
         """(user id, folder id or None) from the path parameters."""
-        user_id = self._sim.tenant.find_user(params["user"])["id"]
+        user_id = self._sim.tenant.mailbox_of(params["user"])["id"]
         folder = params.get("folder")
         folder_id = None if folder is None else self._sim.tenant.folder(user_id, folder)[1]
         return user_id, folder_id

@@ -9,7 +9,7 @@ from devtools.graphsim import seed
 from devtools.graphsim.clock import SimClock, graph_time_precise
 from devtools.graphsim.config import TENANT_KEYS, SimConfig
 from devtools.graphsim.delivery import Deliverer
-from devtools.graphsim.delta import USERS_SCOPE, ChangeLog, mail_scope
+from devtools.graphsim.delta import USERS_SCOPE, ChangeLog, mail_scope, members_scope
 from devtools.graphsim.faults import FaultRegistry
 from devtools.graphsim.observability import RequestLog
 from devtools.graphsim.rich import RichNotifications
@@ -68,10 +68,36 @@ class Simulator:
         return user
 
     def delete_user(self, key: str) -> JsonObj:
-        """Remove a user (and mailbox), then publish ``deleted``."""
+        """Remove a user (and mailbox, and memberships), then publish ``deleted``."""
+        member_of = [g for g, members in self.tenant.members.items() if self.tenant.find_user(key)["id"] in members]
         user, _ = self.tenant.delete_user(key)
+        for group_id in member_of:
+            self.changes.record(members_scope(group_id), user["id"], removed=True)
         self._publish_user("deleted", user["id"])
         return user
+
+    def set_mailbox(self, key: str, enabled: bool) -> JsonObj:
+        """Licence a user's mailbox or take the licence away (Outlook then answers 404 for it)."""
+        return self.tenant.set_mailbox(key, enabled)
+
+    # Groups --------------------------------------------------------------------------
+    def create_group(self, fields: JsonObj) -> JsonObj:
+        """A security group with its first members (recorded for the members delta)."""
+        group = self.tenant.create_group(fields, self.clock.now())
+        for member_id in self.tenant.members[group["id"]]:
+            self.changes.record(members_scope(group["id"]), member_id)
+        return group
+
+    def add_member(self, group_key: str, member_key: str) -> str:
+        group_id = self.tenant.find_group(group_key)["id"]
+        member_id = self.tenant.add_member(group_id, member_key)
+        self.changes.record(members_scope(group_id), member_id)
+        return member_id
+
+    def remove_member(self, group_key: str, member_id: str) -> None:
+        group_id = self.tenant.find_group(group_key)["id"]
+        self.tenant.remove_member(group_id, member_id)
+        self.changes.record(members_scope(group_id), member_id.lower(), removed=True)
 
     def _publish_user(self, change_type: str, user_id: str, fields: frozenset[str] | None = None) -> None:
         self.changes.record(USERS_SCOPE, user_id, removed=change_type == "deleted", fields=fields)

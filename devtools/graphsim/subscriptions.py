@@ -64,6 +64,7 @@ def parse_resource(resource: str, tenant: Tenant) -> Target:
         user = tenant.find_user(match.group(1))
         if kind == "user":
             return Target("user", user["id"])
+        user = tenant.mailbox_of(user["id"])
         if kind == "messages":
             return Target("messages", user["id"])
         folder = match.group(2) or match.group(3)

@@ -91,6 +91,19 @@ def user_not_found(key: str) -> GraphError:
     )
 
 
+def mailbox_not_enabled() -> GraphError:
+    """Outlook's answer for a user without an Exchange Online mailbox (no licence, or hosted elsewhere)."""
+    return GraphError(
+        404,
+        "MailboxNotEnabledForRESTAPI",
+        "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+    )
+
+
+def group_not_found(key: str) -> GraphError:
+    return GraphError(404, "Request_ResourceNotFound", f"Resource '{key}' does not exist.")
+
+
 def message_not_found() -> GraphError:
     """Outlook's 404 for a message id that does not exist in the mailbox."""
     return GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
@@ -105,6 +118,9 @@ class Tenant:
         self._by_upn: dict[str, str] = {}
         self.folders: dict[str, dict[str, str]] = {}  # user id -> well-known name -> folder id
         self.messages: dict[str, dict[str, JsonObj]] = {}  # user id -> message id -> message
+        self.without_mailbox: set[str] = set()  # user ids Outlook answers MailboxNotEnabledForRESTAPI for
+        self.groups: dict[str, JsonObj] = {}
+        self.members: dict[str, dict[str, str]] = {}  # group id -> member id -> "user" | "group"
         self._serial = 0
         self._rng = random.Random(seed)
         taken: set[str] = set()
@@ -158,12 +174,88 @@ class Tenant:
         return user
 
     def delete_user(self, key: str) -> tuple[JsonObj, list[JsonObj]]:
-        """Remove a user and their mailbox; returns the user and the messages that went with it."""
+        """Remove a user and their mailbox (and memberships); returns the user and their messages."""
         user = self.find_user(key)
         del self.users[user["id"]]
+        self.without_mailbox.discard(user["id"])
+        for members in self.members.values():
+            members.pop(user["id"], None)
         self._by_upn.pop(user["userPrincipalName"].lower(), None)
         self.folders.pop(user["id"], None)
         return user, list(self.messages.pop(user["id"], {}).values())
+
+    def mailbox_of(self, key: str) -> JsonObj:
+        """A user whose mailbox Outlook serves, else the user's 404 or ``MailboxNotEnabledForRESTAPI``."""
+        user = self.find_user(key)
+        if user["id"] in self.without_mailbox:
+            raise mailbox_not_enabled()
+        return user
+
+    def set_mailbox(self, key: str, enabled: bool) -> JsonObj:
+        """Give a user a mailbox (a licence) or take it away; their messages stay for when it returns."""
+        user = self.find_user(key)
+        if enabled:
+            self.without_mailbox.discard(user["id"])
+        else:
+            self.without_mailbox.add(user["id"])
+        return user
+
+    # Groups ----------------------------------------------------------------------------
+    def find_group(self, key: str) -> JsonObj:
+        group = self.groups.get(key.lower())
+        if group is None:
+            raise group_not_found(key)
+        return group
+
+    def create_group(self, fields: JsonObj, now: datetime) -> JsonObj:
+        """A security group; ``id`` may be given for determinism, ``members`` (user or group ids) added."""
+        _check_fields(fields, {"id", "displayName", "members"}, "group")
+        group_id = str(fields.get("id") or uuid.UUID(int=self._rng.getrandbits(128), version=4)).lower()
+        if group_id in self.groups:
+            raise GraphError(400, "Request_BadRequest", "Another object with the same value already exists.")
+        name = str(fields.get("displayName") or f"Group {len(self.groups) + 1}")
+        self.groups[group_id] = {
+            "id": group_id,
+            "displayName": name,
+            "mailNickname": name.lower().replace(" ", "-")[:64],
+            "securityEnabled": True,
+            "mailEnabled": False,
+            "groupTypes": [],
+            "createdDateTime": graph_time(now),
+        }
+        self.members[group_id] = {}
+        for member in fields.get("members") or []:
+            self.add_member(group_id, str(member))
+        return self.groups[group_id]
+
+    def add_member(self, group_key: str, member_key: str) -> str:
+        """Add a user or a group; the member's id. Adding one twice is Graph's 400."""
+        group = self.find_group(group_key)
+        if member_key.lower() in self.groups:
+            member_id, kind = member_key.lower(), "group"
+        else:
+            member_id, kind = self.find_user(member_key)["id"], "user"
+        if member_id in self.members[group["id"]] or member_id == group["id"]:
+            raise GraphError(400, "Request_BadRequest", "One or more added object references already exist.")
+        self.members[group["id"]][member_id] = kind
+        return member_id
+
+    def remove_member(self, group_key: str, member_id: str) -> None:
+        group = self.find_group(group_key)
+        if self.members[group["id"]].pop(member_id.lower(), None) is None:
+            raise group_not_found(member_id)
+
+    def transitive_user_ids(self, group_id: str) -> list[str]:
+        """Users of a group and of the groups nested in it (each once, nesting cycles tolerated)."""
+        seen_groups, users, pending = {group_id}, dict[str, None](), [group_id]
+        while pending:
+            for member_id, kind in self.members.get(pending.pop(), {}).items():
+                if kind == "user":
+                    users.setdefault(member_id, None)
+                elif member_id not in seen_groups:
+                    seen_groups.add(member_id)
+                    pending.append(member_id)
+        return list(users)
 
     # Folders and messages ------------------------------------------------------------
     def folder(self, user_id: str, name_or_id: str) -> tuple[str, str]:

@@ -159,6 +159,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     // Rich notifications (enableRichNotifications): the certificate is a Key Vault reference
     // (docs/rich-notifications.md). The audience defaults to GRAPH_CLIENT_ID.
     RICH_NOTIFICATIONS: enableRichNotifications ? 'true' : 'false'
+    RICH_NOTIFICATIONS_CACHE: 'true'
     RICH_NOTIFICATIONS_CERTIFICATE: enableRichNotifications ? richCertificateReference : ''
     RICH_NOTIFICATIONS_CERTIFICATE_ID: enableRichNotifications ? richNotificationsCertificateId : ''
     RICH_NOTIFICATIONS_PREVIOUS_CERTIFICATE: ''

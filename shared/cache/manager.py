@@ -277,7 +277,9 @@ class CacheManager:
 
     # --- writing from an outside source ---------------------------------------------------------------
 
-    async def put_if(self, key: CacheKey, value: Any, replaces: Callable[[Any | None], bool]) -> bool:
+    async def put_if(
+        self, key: CacheKey, value: Any, replaces: Callable[[Any | None], bool], *, likely_new: bool = False
+    ) -> bool:
         """Cache ``value`` (data a notification brought) if ``replaces(current)`` says it supersedes what the
         row holds now (``current`` is None when there is no value, whatever its generation); True if written.
 
@@ -285,6 +287,7 @@ class CacheManager:
         notification must not write over newer data. The write is conditional on the row read, so a Graph
         fetch that raced it cannot overwrite it either; a conflict reads again (three tries). Best effort:
         a storage failure writes nothing (the caller's invalidation already made the cache correct).
+        ``likely_new`` (a created item) tries an insert before reading: one Table call instead of two.
         """
         if not self._storage.usable():
             return False
@@ -294,8 +297,8 @@ class CacheManager:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"cache {key.namespace}: a value JSON cannot carry: {exc}") from exc
         try:
-            for _ in range(3):
-                row = await self._l2.read(key)
+            for attempt in range(3):
+                row = None if likely_new and attempt == 0 else await self._l2.read(key)
                 current = row.entry if row is not None else None
                 known = None if current is None or current.negative else decode_json(current.payload)
                 if not replaces(known):

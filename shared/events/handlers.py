@@ -38,7 +38,9 @@ class CacheInvalidation(Protocol):
 
     async def invalidate_groups(self, groups: Collection[str]) -> None: ...
 
-    async def update_message(self, user_id: str, message_id: str, data: Mapping[str, Any]) -> bool: ...
+    async def update_message(
+        self, user_id: str, message_id: str, data: Mapping[str, Any], *, created: bool
+    ) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,13 @@ class CacheNames:
 
 
 class CacheInvalidator:
-    """Drops cached data an event made stale; events without a user id have nothing to drop."""
+    """Drops cached data an event made stale; events without a user id have nothing to drop. With
+    ``store_data`` a message a rich notification brought is cached after the invalidation."""
 
-    def __init__(self, cache: CacheInvalidation, names: CacheNames | None = None) -> None:
+    def __init__(self, cache: CacheInvalidation, names: CacheNames | None = None, *, store_data: bool = True) -> None:
         self._cache = cache
         self._names = names or CacheNames()
+        self._store = store_data
 
     async def user_changed(self, event: Event) -> None:
         """users.updated / users.deleted: the user's own entry and everything grouped under the user."""
@@ -95,14 +99,18 @@ class CacheInvalidator:
     async def _store_data(self, events: Sequence[Event]) -> None:
         """After the invalidation: cache the message a rich notification brought (created or updated), so
         reading it costs no Graph call. Best effort, newest version wins (the adapter compares)."""
+        if not self._store:
+            return
         rich = [
             e
             for e in events
             if e.data is not None and e.user_id and e.message_id and e.change_type in ("created", "updated")
         ]
-        await gather_bounded(
-            rich, 16, lambda e: self._cache.update_message(str(e.user_id), str(e.message_id), e.data or {})
-        )
+        await gather_bounded(rich, 16, self._store_one)
+
+    async def _store_one(self, event: Event) -> None:
+        created = event.change_type == "created"
+        await self._cache.update_message(str(event.user_id), str(event.message_id), event.data or {}, created=created)
 
 
 Enricher = Callable[[Event], Awaitable[Mapping[str, Any] | None]]
@@ -207,10 +215,11 @@ def register_builtin_handlers(
     forwarder: EventForwarder | None,
     cache_names: CacheNames | None = None,
     timeout: float | None = None,
+    cache_data: bool = True,
 ) -> None:
     """Subscribe the cache invalidation and forwarding handlers that are configured."""
     if cache is not None:
-        invalidator = CacheInvalidator(cache, cache_names)
+        invalidator = CacheInvalidator(cache, cache_names, store_data=cache_data)
         # Invalidation is idempotent, so it runs on every delivery instead of once per dedupe identity: an
         # etag-less change (users) arriving inside the dedupe window must still drop the cached entry.
         users = ["users.updated", "users.deleted"]

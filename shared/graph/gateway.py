@@ -37,6 +37,7 @@ from shared.telemetry import get_logger
 
 log = get_logger("graph")
 
+MAX_FLEET_PAGES = 1_000  # 999 users per page: a bound far beyond any tenant, against a nextLink loop
 # Breaker keys per Graph workload (shared.names): an Outlook outage must not block directory reads.
 DIRECTORY, MAIL, SUBSCRIPTIONS = DIRECTORY_BREAKER, MAIL_BREAKER, SUBSCRIPTIONS_BREAKER
 
@@ -187,6 +188,35 @@ class GraphGateway:
         if not isinstance(items, list):
             raise UnavailableError("Graph answered a message page without a value array")
         return [item for item in items if isinstance(item, dict)], next_page_query(body.get("@odata.nextLink"))
+
+    async def list_fleet_users(self, group_id: str | None, *, transitive: bool = False) -> list[dict[str, Any]]:
+        """Every user of a group (its direct or transitive members) or, with no group, of the tenant, as
+        ``{id, accountEnabled}``, 999 per page. NextLinks are followed on our base URL, their query only."""
+        select = ["id", "accountEnabled"]
+        builder: Any
+        if group_id is None:
+            builder = self.client.users
+            query: Any = builder.UsersRequestBuilderGetQueryParameters(select=select, top=999)
+            path = "/users"
+        else:
+            group = self.client.groups.by_group_id(group_id)
+            builder = (group.transitive_members if transitive else group.members).graph_user
+            query = builder.GraphUserRequestBuilderGetQueryParameters(select=select, top=999)
+            collection = "transitiveMembers" if transitive else "members"
+            path = f"/groups/{quote(group_id, safe='')}/{collection}/graph.user"  # the cast as the SDK writes it
+        base = str(self.client.request_adapter.base_url).rstrip("/")
+        users: list[dict[str, Any]] = []
+        for _ in range(MAX_FLEET_PAGES):
+            body = await self.call(DIRECTORY, native_get(builder, query))
+            items = body.get("value")
+            if not isinstance(items, list):
+                raise UnavailableError("Graph answered a member page without a value array")
+            users += [item for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
+            following = next_page_query(body.get("@odata.nextLink"))
+            if following is None:
+                return users
+            builder, query = builder.with_url(f"{base}{path}?{following}"), None
+        raise UnavailableError(f"more than {MAX_FLEET_PAGES} pages of members: refusing to follow further")
 
     async def get_message(self, user_id: str, message_id: str, select: list[str]) -> dict[str, Any]:
         """``GET /users/{id}/messages/{message-id}``."""

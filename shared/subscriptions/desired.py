@@ -6,7 +6,11 @@ empty value means "no subscriptions"::
     users=updated,deleted; users/adele@contoso.com/messages=created,updated,deleted+data@eventhub
 
 Resources: ``users``, ``users/{id}``, ``users/{id}/messages``, ``users/{id}/mailFolders/{folder}/messages``
-with ``{id}`` a user id or UPN and ``{folder}`` a folder id or well-known name (``inbox``). Change types:
+with ``{id}`` a user id or UPN and ``{folder}`` a folder id or well-known name (``inbox``). A mailbox fleet
+names a set of mailboxes instead of one: ``mailboxes(group={group id})/messages`` (the group's direct
+members; ``mailboxes(group={id},transitive)`` includes nested groups' members) or ``mailboxes(tenant)/messages``
+(every user), optionally ``.../mailFolders/{folder}/messages``; disabled accounts are left out, and each member
+gets its own subscription (docs/fleet.md). Change types:
 ``created``, ``updated``, ``deleted``. A trailing ``@eventhub`` makes Graph deliver that subscription's change and
 lifecycle notifications to the configured event hub instead of the webhook (``@webhook``, the default, may
 be written too; docs/eventhubs.md). ``+data`` after the change types of a messages resource asks Graph to
@@ -23,12 +27,15 @@ from typing import Literal
 
 from shared.errors import ConfigurationError
 
-ResourceKind = Literal["users", "user", "messages", "folder_messages"]
+ResourceKind = Literal["users", "user", "messages", "folder_messages", "mailboxes"]
 Delivery = Literal["webhook", "eventhub"]
 DELIVERIES: tuple[Delivery, ...] = ("webhook", "eventhub")
 
 CHANGE_TYPES = ("created", "updated", "deleted")
-SUPPORTED = "users, users/{id}, users/{id}/messages, users/{id}/mailFolders/{folder}/messages"
+SUPPORTED = (
+    "users, users/{id}, users/{id}[/mailFolders/{folder}]/messages, "
+    "mailboxes(group={id}[,transitive]|tenant)[/mailFolders/{folder}]/messages"
+)
 USERS_MAX_LIFETIME = timedelta(minutes=41_760)  # Graph's maximum for users/groups
 MESSAGES_MAX_LIFETIME = timedelta(minutes=10_080)  # Outlook messages without resource data
 MESSAGES_WITH_DATA_MAX_LIFETIME = timedelta(minutes=1_440)  # Outlook messages with resource data
@@ -45,6 +52,12 @@ _SHAPES: tuple[tuple[ResourceKind, re.Pattern[str]], ...] = (
     ("messages", re.compile(rf"users/(?P<user>{_ID})/messages", re.I)),
     ("folder_messages", re.compile(rf"users/(?P<user>{_ID})/mailfolders/(?P<folder>{_ID})/messages", re.I)),
 )
+_GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_FLEET = re.compile(
+    rf"mailboxes\((?:(?P<tenant>tenant)|group=(?P<group>{_GUID})(?P<transitive>,transitive)?)\)"
+    rf"(?:/mailfolders/(?P<folder>{_ID}))?/messages",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -54,10 +67,19 @@ class ResourceSpec:
     kind: ResourceKind
     user: str | None = None
     folder: str | None = None
+    group: str | None = None  # mailboxes: the group whose members are the fleet (None: the whole tenant)
+    transitive: bool = False  # mailboxes: members of nested groups too
 
     @property
     def resource(self) -> str:
-        """The resource as sent to Graph: user ids/UPNs are case-insensitive, so lower-cased; folder ids are not."""
+        """The resource as sent to Graph: user ids/UPNs are case-insensitive, so lower-cased; folder ids are not.
+        A fleet's is the name of its entry, never sent: its members' resources are."""
+        if self.kind == "mailboxes":
+            scope = (
+                "tenant" if self.group is None else f"group={self.group}" + (",transitive" if self.transitive else "")
+            )
+            folder = f"/mailFolders/{self.folder}" if self.folder else ""
+            return f"mailboxes({scope}){folder}/messages"
         if self.kind == "users":
             return "users"
         if self.kind == "user":
@@ -68,7 +90,15 @@ class ResourceSpec:
 
     @property
     def carries_messages(self) -> bool:
-        return self.kind in ("messages", "folder_messages")
+        return self.kind in ("messages", "folder_messages", "mailboxes")
+
+    @property
+    def is_fleet(self) -> bool:
+        return self.kind == "mailboxes"
+
+    def member(self, user_id: str) -> ResourceSpec:
+        """A fleet member's own resource: its messages, or the fleet's folder of them."""
+        return ResourceSpec("folder_messages" if self.folder else "messages", user_id.lower(), self.folder)
 
     def max_lifetime(self, with_data: bool = False) -> timedelta:
         """Graph's longest lifetime for this resource; shorter for messages with resource data."""
@@ -98,6 +128,10 @@ def parse_resource(text: str) -> ResourceSpec:
         user = groups.get("user")
         folder = groups.get("folder")
         return ResourceSpec(kind, user.lower() if user else None, folder)
+    fleet = _FLEET.fullmatch(path)
+    if fleet is not None:
+        group = fleet["group"].lower() if fleet["group"] else None
+        return ResourceSpec("mailboxes", folder=fleet["folder"], group=group, transitive=bool(fleet["transitive"]))
     raise ValueError(f"unsupported resource {_shown(text)}; expected one of {SUPPORTED}")
 
 

@@ -1,66 +1,129 @@
 """Reconcile: make the desired subscriptions exist, replace changed ones, remove those no longer wanted.
 
-Only desired-state subscriptions are touched (ad hoc ones are kept). Work on a resource happens under its
-lease, so two reconciles at once create each subscription once.
+Only desired-state subscriptions are touched (ad hoc ones are kept). Mailbox fleets are first expanded into
+one entry per member (``fleet.expand``). One snapshot of the origin rows and the registry settles every
+resource that already has exactly one matching subscription without further Table calls, so a reconcile of
+a 2,000-mailbox fleet in which one member changed costs work for that member only (plus the member list and
+two queries). Work on an unsettled resource happens under its lease, so two reconciles at once create each
+subscription once.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from shared.concurrency import gather_bounded
-from shared.errors import AppError
+from shared.errors import AppError, NotFoundError
 from shared.subscriptions.desired import DesiredSubscription
+from shared.subscriptions.fleet import AbsentMailbox, Expansion, FleetDirectory, MailboxBackoff, expand
 from shared.subscriptions.records import SubscriptionRecord
 from shared.subscriptions.steps import GONE, SubscriptionSteps, describe
 from shared.telemetry import get_logger
 
 log = get_logger("subscriptions")
 
-ReconcileOutcome = Literal["created", "removed", "unchanged", "busy", "failed"]
+ReconcileOutcome = Literal["created", "removed", "unchanged", "busy", "failed", "no_mailbox"]
 
 
 @dataclass(frozen=True)
 class ReconcileResult:
-    """Resources per outcome; ``busy`` ones were being handled by another worker."""
+    """Resources per outcome; ``busy`` ones were being handled by another worker; ``no_mailbox``: fleet members
+    whose mailbox Graph would not subscribe (recorded, retried on a backoff). ``fleets``: members per fleet."""
 
     created: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     busy: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
+    no_mailbox: tuple[str, ...] = ()
+    fleets: dict[str, int] = field(default_factory=dict)
 
 
 class SubscriptionReconciler:
     """``reconcile()``: converge every desired or formerly desired resource, each under its own lease."""
 
-    def __init__(self, steps: SubscriptionSteps, desired: Sequence[DesiredSubscription]) -> None:
+    def __init__(
+        self,
+        steps: SubscriptionSteps,
+        desired: Sequence[DesiredSubscription],
+        *,
+        directory: FleetDirectory | None = None,
+        backoff: MailboxBackoff | None = None,
+    ) -> None:
         self._steps = steps
-        self._desired = {d.spec.resource: d for d in desired}
+        self._entries = tuple(desired)
+        self._directory = directory
+        self._backoff = backoff
 
     async def reconcile(self) -> ReconcileResult:
         """Create missing desired subscriptions, replace changed ones, remove unwanted desired-state ones."""
-        bound = {row.resource for row in await self._steps.origins.all() if row.origin == "desired"}
-        resources = sorted(bound | set(self._desired))
-        outcomes = await gather_bounded(resources, self._steps.config.concurrency, self._reconcile_one)
-        grouped: dict[ReconcileOutcome, list[str]] = {}
-        for resource, outcome in zip(resources, outcomes, strict=True):
+        expansion = await expand(self._entries, self._directory)
+        desired = {d.spec.resource: d for d in expansion.desired}
+        steps = self._steps
+        rows = [row for row in await steps.origins.all() if row.origin == "desired"]
+        records = {record.id: record for record in await steps.registry.list_all()}
+        bound: dict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            bound[row.resource].append(row.subscription_id)
+        absent = await self._backoff.all() if self._backoff and expansion.fleet_resources else {}
+
+        def settled(resource: str) -> bool:
+            ids, wanted = bound.get(resource, []), desired.get(resource)
+            return wanted is not None and len(ids) == 1 and ids[0] in records and self._matches(records[ids[0]], wanted)
+
+        # An incomplete expansion (a fleet's members unreadable) removes nothing this run.
+        candidates = set(desired) | (set(bound) if expansion.complete else set())
+        unsettled = sorted(r for r in candidates if not settled(r))
+        outcomes = await gather_bounded(
+            unsettled, steps.config.concurrency, lambda r: self._reconcile_one(r, desired.get(r), expansion, absent)
+        )
+        grouped: dict[ReconcileOutcome, list[str]] = {"unchanged": sorted(candidates - set(unsettled))}
+        for resource, outcome in zip(unsettled, outcomes, strict=True):
             grouped.setdefault(outcome, []).append(resource)
-        result = ReconcileResult(**{outcome: tuple(items) for outcome, items in grouped.items()})
-        log.info("reconciled subscriptions: %s", result)
+        result = ReconcileResult(
+            **{outcome: tuple(sorted(items)) for outcome, items in grouped.items()}, fleets=expansion.members
+        )
+        log.info(
+            "reconciled subscriptions: created %d, removed %d, unchanged %d, busy %d, failed %d, no mailbox %d",
+            *(len(items) for items in (result.created, result.removed, result.unchanged, result.busy)),
+            len(result.failed),
+            len(result.no_mailbox),
+        )
         return result
 
-    async def _reconcile_one(self, resource: str) -> ReconcileOutcome:
+    async def _reconcile_one(
+        self,
+        resource: str,
+        desired: DesiredSubscription | None,
+        expansion: Expansion,
+        absent: dict[str, AbsentMailbox],
+    ) -> ReconcileOutcome:
+        member = resource in expansion.fleet_resources
+        waiting = absent.get(resource)
+        now = self._steps.clock()
+        if member and waiting is not None and waiting.retry_at > now:
+            return "no_mailbox"  # asked recently; Graph is not asked again before the backoff ends
         try:
             async with self._steps.hold(f"resource:{resource}") as held:
                 if not held:
                     return "busy"
-                return await self._converge(resource, self._desired.get(resource))
+                outcome = await self._converge(resource, desired)
+        except NotFoundError as error:
+            if not member or self._backoff is None:
+                log.warning("reconcile of %s failed: %s", resource, describe(error))
+                return "failed"
+            recorded = await self._backoff.record(resource, describe(error), waiting, now)
+            log.info("no mailbox to subscribe for %s (%s); next try %s", resource, error.message, recorded.retry_at)
+            return "no_mailbox"
         except AppError as error:
             log.warning("reconcile of %s failed: %s", resource, describe(error))
             return "failed"
+        if waiting is not None and self._backoff is not None:
+            await self._backoff.clear(resource)
+        return outcome
 
     async def _converge(self, resource: str, desired: DesiredSubscription | None) -> ReconcileOutcome:
         """Under the resource's lease: keep one matching desired-state subscription, nothing else."""

@@ -2,7 +2,8 @@
 
 It builds the parts, each with one job, on shared steps and stores, and offers their operations together:
 
-- ``reconcile.SubscriptionReconciler``: make the desired subscriptions exist (``reconcile()``);
+- ``reconcile.SubscriptionReconciler``: make the desired subscriptions exist, mailbox fleets expanded
+  (``fleet.py``) (``reconcile()``);
 - ``renewal.SubscriptionRenewal``: the timer's ``renew_due()``;
 - ``reactions.SubscriptionReactions``: the lifecycle reactions (the lifecycle processor takes this service
   as its ``LifecycleReactions``);
@@ -21,6 +22,7 @@ from shared.subscriptions.catchup import DeltaCatchup
 from shared.subscriptions.clock import Clock, utcnow
 from shared.subscriptions.delivery import EventHubTarget
 from shared.subscriptions.desired import DesiredSubscription
+from shared.subscriptions.fleet import FleetDirectory, MailboxBackoff
 from shared.subscriptions.leases import LeaseStore
 from shared.subscriptions.management import SubscriptionManagement, SubscriptionView
 from shared.subscriptions.origins import OriginStore
@@ -50,6 +52,8 @@ class SubscriptionService:
         clock: Clock = utcnow,
         eventhub: EventHubTarget | None = None,
         resource_data: ResourceData | None = None,
+        directory: FleetDirectory | None = None,
+        backoff: MailboxBackoff | None = None,
     ) -> None:
         self.config = config or SubscriptionConfig()
         self._steps = SubscriptionSteps(
@@ -64,7 +68,7 @@ class SubscriptionService:
             eventhub=eventhub,
             resource_data=resource_data,
         )
-        self._reconciler = SubscriptionReconciler(self._steps, desired)
+        self._reconciler = SubscriptionReconciler(self._steps, desired, directory=directory, backoff=backoff)
         self._renewal = SubscriptionRenewal(self._steps)
         self._reactions = SubscriptionReactions(self._steps)
         self._management = SubscriptionManagement(self._steps, self._renewal)

@@ -10,6 +10,7 @@ recreated.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import secrets
 from dataclasses import InitVar, dataclass, field, replace
@@ -95,10 +96,13 @@ class SubscriptionSteps:
     def is_due(self, record: SubscriptionRecord, now: datetime) -> bool:
         """Failed or gone, or within its renewal window: ``renew_before``; for a subscription with resource data
         (a day-long lifetime, shorter than the default window) at most half its lifetime, so it is renewed
-        about twice a day instead of on every run."""
+        about twice a day instead of on every run. Each resource's window is shortened by a fixed share of up
+        to half (``renewal_spread``), so a fleet created in one run is not renewed in one run: its renewals
+        spread over half the window, and every one still has at least half the window left."""
         window = self.config.renew_before
         if record.with_data:
             window = min(window, parse_resource(record.resource).max_lifetime(with_data=True) / 2)
+        window *= 1 - renewal_spread(record.resource) / 2
         return record.status in NEEDS_WORK or record.expiration - now < window
 
     async def create(
@@ -223,6 +227,11 @@ class SubscriptionSteps:
         problem = describe(error)
         log.log(level, "subscription %s (%s) needs attention, %s left: %s", record.id, record.resource, left, problem)
         await self.registry.upsert(replace(record, status=status, last_error=problem))
+
+
+def renewal_spread(resource: str) -> float:
+    """A resource's fixed place in [0, 1): the same on every instance and run, uniform over resources."""
+    return int.from_bytes(hashlib.sha256(resource.encode()).digest()[:8], "big") / 2**64
 
 
 def describe(error: AppError) -> str:

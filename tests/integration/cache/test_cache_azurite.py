@@ -98,16 +98,17 @@ async def test_notification_data_is_cached_newest_version_first(make_manager: Fa
 
     guid = "0b5c5a43-3c6e-4d3f-9f3a-3a1f7f6a0c01"
     await adapter.invalidate_groups({f"messages:{guid}"})
-    assert await adapter.update_message(guid, "m1", version(1))
+    assert await adapter.update_message(guid, "m1", version(1), created=True)
     newest, _older = await asyncio.gather(
-        adapter.update_message(guid, "m1", version(3)), adapter.update_message(guid, "m1", version(2))
+        adapter.update_message(guid, "m1", version(3), created=False),
+        adapter.update_message(guid, "m1", version(2), created=True),
     )
     upstream = Upstream("graph")
     result = await reader.get_or_set(message_key(guid.upper(), "m1"), upstream)
     assert (result.value["subject"], result.source, upstream.calls) == ("v3", "hit-l2", 0)
     assert newest
-    assert not await adapter.update_message(guid, "m1", version(2))  # a redelivery after it, too
-    assert not await adapter.update_message(guid, "other", version(4))  # data naming another message
+    assert not await adapter.update_message(guid, "m1", version(2), created=False)  # a redelivery after it, too
+    assert not await adapter.update_message(guid, "other", version(4), created=False)  # data of another message
 
 
 @pytest.mark.parametrize(

@@ -40,8 +40,8 @@ class RecordingCache:
     async def invalidate_groups(self, groups: Collection[str]) -> None:
         self.calls.append(("groups", *sorted(groups)))
 
-    async def update_message(self, user_id: str, message_id: str, data: Mapping[str, Any]) -> bool:
-        self.calls.append(("update", user_id, message_id, str(data.get("subject"))))
+    async def update_message(self, user_id: str, message_id: str, data: Mapping[str, Any], *, created: bool) -> bool:
+        self.calls.append(("update", user_id, message_id, str(data.get("subject")), str(created)))
         return True
 
 
@@ -82,11 +82,20 @@ async def test_a_message_that_brought_its_data_is_cached_after_the_invalidation(
     an event without data, only invalidates."""
     rich = replace(make_event("messages.updated"), user_id="u1", message_id="m1", data={"id": "m1", "subject": "s"})
     await bus.publish_many([rich])
-    assert cache.calls == [("groups", "messages:u1"), ("update", "u1", "m1", "s")]
+    assert cache.calls == [("groups", "messages:u1"), ("update", "u1", "m1", "s", "False")]
     cache.calls.clear()
     deleted = replace(rich, id="e2", type="messages.deleted", change_type="deleted")
     plain = replace(rich, id="e3", data=None)
     await bus.publish_many([deleted, plain])
+    assert cache.calls == [("groups", "messages:u1")]
+
+
+async def test_with_data_caching_off_a_rich_event_only_invalidates(cache: RecordingCache) -> None:
+    """``RICH_NOTIFICATIONS_CACHE=false``: no Table calls per message beyond the mailbox's invalidation."""
+    bus = EventBus()
+    register_builtin_handlers(bus, cache=cache, forwarder=None, cache_data=False)
+    rich = replace(make_event("messages.created"), user_id="u1", message_id="m1", data={"id": "m1"})
+    await bus.publish_many([rich])
     assert cache.calls == [("groups", "messages:u1")]
 
 

@@ -175,3 +175,48 @@ def test_eventhub_entries_need_the_namespace_and_a_tenant() -> None:
     assert any("GRAPH_EVENTHUB_TENANT" in p for p in problems)
     complete = {**base, "GRAPH_EVENTHUB__fullyQualifiedNamespace": "ns.servicebus.windows.net", "GRAPH_TENANT_ID": "t1"}
     assert desired_subscriptions_problems(Settings.from_env(complete)) == []
+
+
+GROUP = "5d0d1e5e-1111-4a2b-9c3d-000000000001"
+
+
+def test_a_fleet_names_a_groups_or_the_tenants_mailboxes() -> None:
+    """Group (direct or transitive) or tenant, all messages or one folder; options as for fixed entries."""
+    entries = parse_desired(
+        f"mailboxes(group={GROUP.upper()})/messages=created; "
+        f"MAILBOXES(group={GROUP},transitive)/mailFolders/Inbox/messages=created,updated+data@eventhub; "
+        "mailboxes(tenant)/messages=deleted"
+    )
+    specs = [e.spec for e in entries]
+    assert [s.resource for s in specs] == [
+        f"mailboxes(group={GROUP})/messages",
+        f"mailboxes(group={GROUP},transitive)/mailFolders/Inbox/messages",
+        "mailboxes(tenant)/messages",
+    ]
+    assert [(s.group, s.transitive, s.folder) for s in specs] == [
+        (GROUP, False, None),
+        (GROUP, True, "Inbox"),
+        (None, False, None),
+    ]
+    assert (entries[1].with_data, entries[1].delivery) == (True, "eventhub")
+    assert specs[1].member("ABC@contoso.com") == ResourceSpec("folder_messages", "abc@contoso.com", "Inbox")
+    assert specs[0].member("u1").resource == "users/u1/messages"
+    assert specs[0].max_lifetime(with_data=True) == timedelta(minutes=1_440)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "mailboxes(group=sales)/messages=created",  # a group by id only
+        f"mailboxes(group={GROUP})=created",  # a fleet follows messages
+        f"mailboxes(group={GROUP},nested)/messages=created",
+        "mailboxes()/messages=created",
+        "mailboxes(tenant,transitive)/messages=created",
+        f"mailboxes(group={GROUP}/messages=created",
+        f"mailboxes(group={GROUP})/events=created",
+        f"mailboxes(group={GROUP}))/messages=created",
+    ],
+)
+def test_malformed_fleets_are_refused(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="unsupported resource"):
+        parse_desired(value)

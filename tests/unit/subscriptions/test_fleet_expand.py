@@ -1,0 +1,74 @@
+"""Expanding mailbox fleets into one desired entry per member: who is in, who wins a mailbox named twice,
+and what an unreadable member list means."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.errors import UnavailableError
+from shared.subscriptions.desired import parse_desired
+from shared.subscriptions.fleet import expand
+
+A = "5d0d1e5e-1111-4a2b-9c3d-00000000000a"
+B = "5d0d1e5e-1111-4a2b-9c3d-00000000000b"
+
+
+class Directory:
+    def __init__(self, groups: dict[str | None, list[dict[str, Any]]], failing: set[str | None] | None = None) -> None:
+        self.groups = groups
+        self.failing = failing or set()
+        self.calls: list[tuple[str | None, bool]] = []
+
+    async def list_fleet_users(self, group_id: str | None, *, transitive: bool = False) -> list[dict[str, Any]]:
+        self.calls.append((group_id, transitive))
+        if group_id in self.failing:
+            raise UnavailableError("Graph is down")
+        return self.groups[group_id]
+
+
+async def test_members_become_entries_and_disabled_accounts_are_left_out() -> None:
+    directory = Directory(
+        {A: [{"id": "U1", "accountEnabled": True}, {"id": "u2", "accountEnabled": False}, {"id": "u3"}]}
+    )
+    expansion = await expand(parse_desired(f"mailboxes(group={A},transitive)/messages=created+data"), directory)
+    assert [d.spec.resource for d in expansion.desired] == ["users/u1/messages", "users/u3/messages"]
+    assert all(d.with_data and d.change_types == ("created",) for d in expansion.desired)
+    assert expansion.members == {f"mailboxes(group={A},transitive)/messages": 2}
+    assert expansion.complete
+    assert expansion.fleet_resources == {"users/u1/messages", "users/u3/messages"}
+    assert directory.calls == [(A, True)]
+
+
+async def test_a_fixed_entry_wins_over_a_fleet_and_an_earlier_fleet_over_a_later_one() -> None:
+    directory = Directory({A: [{"id": "u1"}, {"id": "u2"}], B: [{"id": "u2"}, {"id": "u3"}]})
+    desired = parse_desired(
+        f"mailboxes(group={A})/messages=created; mailboxes(group={B})/messages=deleted; "
+        "users/u1/messages=updated; users=updated"
+    )
+    expansion = await expand(desired, directory)
+    by_resource = {d.spec.resource: d.change_types for d in expansion.desired}
+    assert by_resource == {
+        "users": ("updated",),
+        "users/u1/messages": ("updated",),
+        "users/u2/messages": ("created",),
+        "users/u3/messages": ("deleted",),
+    }
+    assert expansion.fleet_resources == {"users/u2/messages", "users/u3/messages"}
+
+
+async def test_an_unreadable_fleet_makes_the_expansion_incomplete_but_keeps_the_others() -> None:
+    directory = Directory({None: [{"id": "u9"}]}, failing={A})
+    desired = parse_desired(f"mailboxes(group={A})/messages=created; mailboxes(tenant)/messages=created; users=updated")
+    expansion = await expand(desired, directory)
+    assert not expansion.complete
+    assert [d.spec.resource for d in expansion.desired] == ["users", "users/u9/messages"]
+    assert directory.calls == [(A, False), (None, False)]
+
+
+async def test_without_fleets_no_directory_is_needed() -> None:
+    expansion = await expand(parse_desired("users=updated"), None)
+    assert [d.spec.resource for d in expansion.desired] == ["users"]
+    with pytest.raises(RuntimeError):
+        await expand(parse_desired("mailboxes(tenant)/messages=created"), None)
