@@ -116,6 +116,8 @@ class SubscriptionReconciler:
                 log.warning("reconcile of %s failed: %s", resource, describe(error))
                 return "failed"
             recorded = await self._backoff.record(resource, describe(error), waiting, now)
+            if desired is not None:  # no subscription, so no catch-up: its failed baseline must not be retried
+                await self._steps.catchup.forget(desired.spec)
             log.info("no mailbox to subscribe for %s (%s); next try %s", resource, error.message, recorded.retry_at)
             return "no_mailbox"
         except AppError as error:
