@@ -12,6 +12,9 @@ Commands::
 
     status                                    breakers, subscriptions, queue depths (shared state only)
     subscriptions                             the subscription registry (never a clientState)
+    fleet [FLEET]                             mailbox fleets' summaries; with FLEET its members and
+                                              each one's state (reads the members from Graph)
+    fleet reconcile MEMBER_RESOURCE           converge one fleet member now, its backoff cleared
     renew [SUBSCRIPTION_ID]                   renew one subscription now, or everything that is due
     breaker isolate|reset KEY                 force a breaker open for every instance / close it again
     cache invalidate --key NAMESPACE KEY      drop one cached value (e.g. --key users user:<guid>)
@@ -39,7 +42,7 @@ from azure.core.exceptions import AzureError
 from shared.container import Registry
 from shared.errors import AppError
 from shared.names import GRAPH_BREAKERS, WORK_QUEUES
-from shared.status import build_status, subscriptions_section
+from shared.status import build_status, fleets_section, subscriptions_section
 from shared.wiring import BREAKERS, CACHE, QUEUES, SUBSCRIPTIONS, registry, status_sources
 
 OK, NOT_FOUND, FAILED = 0, 1, 2
@@ -61,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     commands.add_parser("status", help="breakers, subscriptions and queue depths")
     commands.add_parser("subscriptions", help="list the subscription registry")
+    fleet = commands.add_parser("fleet", help="mailbox fleets, a fleet's members, or reconcile one member")
+    fleet.add_argument("target", nargs="?", help="a fleet (its entry's resource), or 'reconcile'")
+    fleet.add_argument("member", nargs="?", help="with 'reconcile': the member's resource")
     renew = commands.add_parser("renew", help="renew one subscription now, or all that are due")
     renew.add_argument("subscription_id", nargs="?")
     breaker = commands.add_parser("breaker", help="isolate or reset a circuit breaker")
@@ -89,6 +95,8 @@ async def execute(args: argparse.Namespace, services: Registry) -> tuple[int, An
         return (FAILED if document["errors"] else OK), document
     if args.command == "subscriptions":
         return OK, await subscriptions_section(status_sources(services))
+    if args.command == "fleet":
+        return await _fleet(services, args.target, args.member)
     if args.command == "renew":
         return await _renew(services, args.subscription_id)
     if args.command == "breaker":
@@ -103,6 +111,18 @@ async def execute(args: argparse.Namespace, services: Registry) -> tuple[int, An
 
         return OK, await grant_graph_roles(args.identity, args.roles, args.graph_url, os.environ)
     return await _poison(services, args.action, args.queue, args.limit)
+
+
+async def _fleet(services: Registry, target: str | None, member: str | None) -> tuple[int, Any]:
+    if target is None:
+        return OK, await fleets_section(status_sources(services))
+    subscriptions = await services.get(SUBSCRIPTIONS)
+    if target == "reconcile":
+        if member is None:
+            return FAILED, {"error": "fleet reconcile needs the member's resource (users/{id}/messages...)"}
+        outcome = await subscriptions.reconcile_member(member)
+        return (FAILED if outcome == "failed" else OK), {"resource": member, "outcome": outcome}
+    return OK, await subscriptions.fleet_members(target)
 
 
 async def _renew(services: Registry, subscription_id: str | None) -> tuple[int, Any]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the breaker package (and tenacity, azure.core) stays off th
     from shared.resilience.breaker import BreakerRegistry
     from shared.resilience.breaker_rows import BreakerSnapshot
     from shared.storage import Queues
+    from shared.subscriptions.fleet import AbsentMailbox, FleetStore
     from shared.subscriptions.records import SubscriptionRecord
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ class StatusSources:
     queues: Callable[[], Awaitable[Queues]]
     cache: Callable[[], CacheManager | None]  # this process's cache if it was built (never builds it)
     graph_mode: str
+    fleets: Callable[[], Awaitable[FleetStore]] | None = None
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -85,6 +87,50 @@ async def subscriptions_section(sources: StatusSources) -> list[dict[str, Any]]:
             "last_error": redact(r.last_error)[:MAX_ERROR_CHARS] if r.last_error else None,
         }
         for r in sorted(records, key=lambda r: r.expiration)
+    ]
+
+
+MAX_ABSENT_SHOWN = 50
+
+
+def _absent(member: AbsentMailbox) -> dict[str, Any]:
+    retry_at = member.retry_at.isoformat()
+    return {
+        "resource": member.resource,
+        "reason": redact(member.reason),
+        "attempts": member.attempts,
+        "retry_at": retry_at,
+    }
+
+
+async def fleets_section(sources: StatusSources) -> list[dict[str, Any]]:
+    """Each mailbox fleet as its last reconcile left it, with the members Graph would not subscribe (the
+    first ``MAX_ABSENT_SHOWN``, soonest retry first) and why; no Graph call."""
+    if sources.fleets is None:
+        return []
+    store = await sources.fleets()
+    summaries, absent = await asyncio.gather(store.summaries(), store.absent())
+    waiting = sorted(absent.values(), key=lambda a: a.retry_at)[:MAX_ABSENT_SHOWN]
+    return [
+        {
+            "fleet": s.fleet,
+            "members": s.members,
+            "subscribed": s.subscribed,
+            "pending": s.members - s.subscribed - s.no_mailbox - s.failed,
+            "no_mailbox": s.no_mailbox,
+            "failed": s.failed,
+            "reconciled_at": s.reconciled_at.isoformat(),
+            "without_mailbox": [
+                {
+                    "resource": a.resource,
+                    "reason": redact(a.reason),
+                    "attempts": a.attempts,
+                    "retry_at": a.retry_at.isoformat(),
+                }
+                for a in waiting
+            ],
+        }
+        for s in sorted(summaries, key=lambda s: s.fleet)
     ]
 
 
@@ -143,10 +189,11 @@ async def _section(name: str, read: Callable[[], Awaitable[T]], errors: dict[str
 async def build_status(sources: StatusSources, *, include_process: bool = True) -> dict[str, Any]:
     """The whole document; ``include_process`` False for the ops CLI, whose own process has nothing to show."""
     errors: dict[str, str] = {}
-    breakers, subscriptions, queues = await asyncio.gather(
+    breakers, subscriptions, queues, fleets = await asyncio.gather(
         _section("breakers", lambda: breakers_section(sources), errors),
         _section("subscriptions", lambda: subscriptions_section(sources), errors),
         _section("queues", lambda: queues_section(sources), errors),
+        _section("fleets", lambda: fleets_section(sources), errors),
     )
     document: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(),
@@ -155,6 +202,7 @@ async def build_status(sources: StatusSources, *, include_process: bool = True) 
         "breakers": breakers,
         "subscriptions": subscriptions,
         "queues": queues,
+        "fleets": fleets,
     }
     if include_process:
         document.update(process_section(sources.cache()))

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from shared.loop_lag import LoopLagMonitor
     from shared.resilience.breaker import BreakerRegistry
     from shared.status import StatusSources
+    from shared.subscriptions.fleet import FleetStore
     from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry
     from shared.subscriptions.service import SubscriptionService
 
@@ -329,7 +330,7 @@ async def _make_subscriptions() -> SubscriptionService:
     from shared.subscriptions.catchup import DeltaCatchup
     from shared.subscriptions.delivery import EventHubTarget
     from shared.subscriptions.desired import parse_desired
-    from shared.subscriptions.fleet import MailboxBackoff
+    from shared.subscriptions.fleet import FleetStore
     from shared.subscriptions.leases import LeaseStore
     from shared.subscriptions.origins import OriginStore
     from shared.subscriptions.service import SubscriptionConfig, SubscriptionService
@@ -359,7 +360,7 @@ async def _make_subscriptions() -> SubscriptionService:
         eventhub=hub or None,
         resource_data=_resource_data() if current.rich_notifications else None,
         directory=gateway,
-        backoff=MailboxBackoff(tables),
+        fleet_store=FleetStore(tables),
     )
 
 
@@ -405,12 +406,18 @@ def status_sources(services: Registry) -> StatusSources:
     async def queues() -> Queues:
         return await services.get(QUEUES)
 
+    async def fleets() -> FleetStore:
+        from shared.subscriptions.fleet import FleetStore
+
+        return FleetStore(await services.get(TABLES))
+
     return StatusSources(
         breakers=breakers,
         subscriptions=subscription_records(services),
         queues=queues,
         cache=lambda: services.peek(CACHE),
         graph_mode=settings().graph_mode,
+        fleets=fleets,
     )
 
 

@@ -3,7 +3,7 @@ becomes, at each reconcile, one desired subscription per member mailbox.
 
 Members are read from Graph (enabled accounts only; ``GraphGateway.list_fleet_users``). A member whose
 mailbox Outlook does not serve (a 404 such as ``MailboxNotEnabledForRESTAPI``: no licence, or hosted
-on-premises) is recorded with a backoff (``MailboxBackoff``), so reconciles do not ask Graph about it every
+on-premises) is recorded with a backoff (``FleetStore``), so reconciles do not ask Graph about it every
 run; a member that leaves the set loses its subscription at the next reconcile.
 """
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = get_logger("subscriptions.fleet")
 
 _ABSENT = "absent"
+_SUMMARY = "summary"
 
 
 class FleetDirectory(Protocol):
@@ -41,12 +42,13 @@ class Expansion:
     """The desired state with every fleet replaced by its members' entries.
 
     ``complete`` is False when some fleet's members could not be read: that run must remove nothing, or a
-    Graph outage would unsubscribe the whole fleet. ``members`` counts each fleet's member mailboxes and
-    ``fleet_resources`` names the per-member resources (the ones the mailbox backoff applies to)."""
+    Graph outage would unsubscribe the whole fleet. ``members`` names each fleet's member resources (a
+    mailbox two fleets name counts for both) and ``fleet_resources`` those the fleets own (the ones the
+    mailbox backoff applies to: a fixed entry wins a mailbox and keeps its ordinary handling)."""
 
     desired: tuple[DesiredSubscription, ...]
     complete: bool = True
-    members: dict[str, int] = field(default_factory=dict)
+    members: dict[str, tuple[str, ...]] = field(default_factory=dict)
     fleet_resources: frozenset[str] = frozenset()
 
 
@@ -59,7 +61,7 @@ async def expand(desired: Sequence[DesiredSubscription], directory: FleetDirecto
         return Expansion(tuple(entries.values()))
     if directory is None:
         raise RuntimeError("a mailbox fleet needs a directory to read its members from")
-    complete, counts, members = True, {}, set()
+    complete, members, owned = True, {}, set()
     for fleet in fleets:
         try:
             users = await directory.list_fleet_users(fleet.spec.group, transitive=fleet.spec.transitive)
@@ -69,14 +71,13 @@ async def expand(desired: Sequence[DesiredSubscription], directory: FleetDirecto
             )
             complete = False
             continue
-        enabled = [str(u["id"]) for u in users if u.get("accountEnabled") is not False]
-        counts[fleet.spec.resource] = len(enabled)
-        for user_id in enabled:
-            spec = fleet.spec.member(user_id)
+        specs = [fleet.spec.member(str(u["id"])) for u in users if u.get("accountEnabled") is not False]
+        members[fleet.spec.resource] = tuple(spec.resource for spec in specs)
+        for spec in specs:
             if spec.resource not in entries:
                 entries[spec.resource] = DesiredSubscription(spec, fleet.change_types, fleet.delivery, fleet.with_data)
-                members.add(spec.resource)
-    return Expansion(tuple(entries.values()), complete, counts, frozenset(members))
+                owned.add(spec.resource)
+    return Expansion(tuple(entries.values()), complete, members, frozenset(owned))
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,22 @@ class AbsentMailbox:
     retry_at: datetime
 
 
-class MailboxBackoff:
-    """Members whose mailbox could not be subscribed, one Table row each: retried after 1 h, doubling to 24 h."""
+@dataclass(frozen=True)
+class FleetSummary:
+    """One fleet as its last complete reconcile left it (what ``/api/status`` shows without calling Graph)."""
+
+    fleet: str
+    members: int
+    subscribed: int
+    no_mailbox: int
+    failed: int
+    busy: int
+    reconciled_at: datetime
+
+
+class FleetStore:
+    """The fleet table: members whose mailbox could not be subscribed (retried after 1 h, doubling to 24 h),
+    and each fleet's summary of its last reconcile."""
 
     def __init__(
         self,
@@ -108,14 +123,16 @@ class MailboxBackoff:
     async def _table(self) -> TableClient:
         return await self._tables.get(self._table_name)
 
-    async def all(self) -> dict[str, AbsentMailbox]:
+    async def absent(self) -> dict[str, AbsentMailbox]:
         """Every recorded member by resource (one query per reconcile, not one read per member)."""
         table = await self._table()
         rows = table.query_entities("PartitionKey eq @p", parameters={"p": _ABSENT})
         found = [_absent(dict(row)) async for row in rows]
         return {row.resource: row for row in found}
 
-    async def record(self, resource: str, reason: str, previous: AbsentMailbox | None, now: datetime) -> AbsentMailbox:
+    async def record_absent(
+        self, resource: str, reason: str, previous: AbsentMailbox | None, now: datetime
+    ) -> AbsentMailbox:
         attempts = (previous.attempts if previous else 0) + 1
         wait = min(self._first * 2 ** (attempts - 1), self._longest)
         row = AbsentMailbox(resource, reason[:200], attempts, now + wait)
@@ -130,11 +147,41 @@ class MailboxBackoff:
         await (await self._table()).upsert_entity(entity)
         return row
 
-    async def clear(self, resource: str) -> None:
+    async def clear_absent(self, resource: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
         with contextlib.suppress(ResourceNotFoundError):
             await (await self._table()).delete_entity(_ABSENT, safe_key(resource))
+
+    async def save_summary(self, summary: FleetSummary) -> None:
+        entity = {
+            "PartitionKey": _SUMMARY,
+            "RowKey": safe_key(summary.fleet),
+            "Fleet": summary.fleet,
+            "Members": summary.members,
+            "Subscribed": summary.subscribed,
+            "NoMailbox": summary.no_mailbox,
+            "Failed": summary.failed,
+            "Busy": summary.busy,
+            "ReconciledAt": summary.reconciled_at,
+        }
+        await (await self._table()).upsert_entity(entity)
+
+    async def summaries(self) -> list[FleetSummary]:
+        table = await self._table()
+        rows = table.query_entities("PartitionKey eq @p", parameters={"p": _SUMMARY})
+        return [
+            FleetSummary(
+                fleet=str(row["Fleet"]),
+                members=int(row.get("Members", 0)),
+                subscribed=int(row.get("Subscribed", 0)),
+                no_mailbox=int(row.get("NoMailbox", 0)),
+                failed=int(row.get("Failed", 0)),
+                busy=int(row.get("Busy", 0)),
+                reconciled_at=row["ReconciledAt"],
+            )
+            async for row in rows
+        ]
 
 
 def _absent(entity: dict[str, Any]) -> AbsentMailbox:

@@ -10,15 +10,15 @@ subscription once.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from shared.concurrency import gather_bounded
-from shared.errors import AppError, NotFoundError
+from shared.errors import AppError, NotFoundError, UnavailableError
 from shared.subscriptions.desired import DesiredSubscription
-from shared.subscriptions.fleet import AbsentMailbox, Expansion, FleetDirectory, MailboxBackoff, expand
+from shared.subscriptions.fleet import AbsentMailbox, Expansion, FleetDirectory, FleetStore, FleetSummary, expand
 from shared.subscriptions.records import SubscriptionRecord
 from shared.subscriptions.steps import GONE, SubscriptionSteps, describe
 from shared.telemetry import get_logger
@@ -51,12 +51,12 @@ class SubscriptionReconciler:
         desired: Sequence[DesiredSubscription],
         *,
         directory: FleetDirectory | None = None,
-        backoff: MailboxBackoff | None = None,
+        fleet_store: FleetStore | None = None,
     ) -> None:
         self._steps = steps
         self._entries = tuple(desired)
         self._directory = directory
-        self._backoff = backoff
+        self._fleet_store = fleet_store
 
     async def reconcile(self) -> ReconcileResult:
         """Create missing desired subscriptions, replace changed ones, remove unwanted desired-state ones."""
@@ -68,7 +68,7 @@ class SubscriptionReconciler:
         bound: dict[str, list[str]] = defaultdict(list)
         for row in rows:
             bound[row.resource].append(row.subscription_id)
-        absent = await self._backoff.all() if self._backoff and expansion.fleet_resources else {}
+        absent = await self._fleet_store.absent() if self._fleet_store and expansion.fleet_resources else {}
 
         def settled(resource: str) -> bool:
             ids, wanted = bound.get(resource, []), desired.get(resource)
@@ -83,9 +83,9 @@ class SubscriptionReconciler:
         grouped: dict[ReconcileOutcome, list[str]] = {"unchanged": sorted(candidates - set(unsettled))}
         for resource, outcome in zip(unsettled, outcomes, strict=True):
             grouped.setdefault(outcome, []).append(resource)
-        result = ReconcileResult(
-            **{outcome: tuple(sorted(items)) for outcome, items in grouped.items()}, fleets=expansion.members
-        )
+        fleets = {fleet: len(members) for fleet, members in expansion.members.items()}
+        result = ReconcileResult(**{outcome: tuple(sorted(items)) for outcome, items in grouped.items()}, fleets=fleets)
+        await self._save_summaries(expansion, grouped)
         log.info(
             "reconciled subscriptions: created %d, removed %d, unchanged %d, busy %d, failed %d, no mailbox %d",
             *(len(items) for items in (result.created, result.removed, result.unchanged, result.busy)),
@@ -93,6 +93,69 @@ class SubscriptionReconciler:
             len(result.no_mailbox),
         )
         return result
+
+    async def members(self, fleet: str) -> list[dict[str, object]]:
+        """A fleet's member mailboxes (read from Graph now) and each one's state: ``subscribed`` (with the
+        subscription's id and expiration), ``no_mailbox`` (reason, next try) or ``pending``."""
+        entry = next((d for d in self._entries if d.spec.is_fleet and d.spec.resource == fleet), None)
+        if entry is None:
+            raise NotFoundError(f"no fleet {fleet!r} in GRAPH_SUBSCRIPTIONS")
+        expansion = await expand([entry], self._directory)
+        if not expansion.complete:
+            raise UnavailableError(f"the members of {fleet} could not be read")
+        records = {r.id: r for r in await self._steps.registry.list_all()}
+        bound = {
+            row.resource: row.subscription_id for row in await self._steps.origins.all() if row.origin == "desired"
+        }
+        absent = await self._fleet_store.absent() if self._fleet_store else {}
+        listed: list[dict[str, object]] = []
+        for resource in expansion.members[fleet]:
+            record = records.get(bound.get(resource, ""))
+            waiting = absent.get(resource)
+            if record is not None:
+                state = {
+                    "state": "subscribed",
+                    "subscription_id": record.id,
+                    "expiration": record.expiration.isoformat(),
+                }
+            elif waiting is not None:
+                state = {"state": "no_mailbox", "reason": waiting.reason, "retry_at": waiting.retry_at.isoformat()}
+            else:
+                state = {"state": "pending"}
+            listed.append({"resource": resource, **state})
+        return listed
+
+    async def reconcile_member(self, resource: str) -> ReconcileOutcome:
+        """Converge one fleet member now, its backoff ignored and cleared (the ops tool's forced reconcile)."""
+        expansion = await expand(self._entries, self._directory)
+        desired = {d.spec.resource: d for d in expansion.desired}
+        if resource not in expansion.fleet_resources:
+            raise NotFoundError(f"{resource!r} is not a member of a fleet in GRAPH_SUBSCRIPTIONS")
+        if self._fleet_store is not None:
+            await self._fleet_store.clear_absent(resource)
+        return await self._reconcile_one(resource, desired[resource], expansion, {})
+
+    async def _save_summaries(self, expansion: Expansion, grouped: dict[ReconcileOutcome, list[str]]) -> None:
+        """Each read fleet's counts, for the status page (a failure to save them is logged, not raised)."""
+        if self._fleet_store is None or not expansion.members:
+            return
+        outcome_of = {resource: outcome for outcome, items in grouped.items() for resource in items}
+        now = self._steps.clock()
+        for fleet, members in expansion.members.items():
+            counts = Counter(outcome_of.get(member, "unchanged") for member in members)
+            summary = FleetSummary(
+                fleet=fleet,
+                members=len(members),
+                subscribed=counts["created"] + counts["unchanged"],
+                no_mailbox=counts["no_mailbox"],
+                failed=counts["failed"],
+                busy=counts["busy"],
+                reconciled_at=now,
+            )
+            try:
+                await self._fleet_store.save_summary(summary)
+            except AppError as error:
+                log.warning("fleet summary of %s not saved: %s", fleet, describe(error))
 
     async def _reconcile_one(
         self,
@@ -112,10 +175,10 @@ class SubscriptionReconciler:
                     return "busy"
                 outcome = await self._converge(resource, desired)
         except NotFoundError as error:
-            if not member or self._backoff is None:
+            if not member or self._fleet_store is None:
                 log.warning("reconcile of %s failed: %s", resource, describe(error))
                 return "failed"
-            recorded = await self._backoff.record(resource, describe(error), waiting, now)
+            recorded = await self._fleet_store.record_absent(resource, describe(error), waiting, now)
             if desired is not None:  # no subscription, so no catch-up: its failed baseline must not be retried
                 await self._steps.catchup.forget(desired.spec)
             log.info("no mailbox to subscribe for %s (%s); next try %s", resource, error.message, recorded.retry_at)
@@ -123,8 +186,8 @@ class SubscriptionReconciler:
         except AppError as error:
             log.warning("reconcile of %s failed: %s", resource, describe(error))
             return "failed"
-        if waiting is not None and self._backoff is not None:
-            await self._backoff.clear(resource)
+        if waiting is not None and self._fleet_store is not None:
+            await self._fleet_store.clear_absent(resource)
         return outcome
 
     async def _converge(self, resource: str, desired: DesiredSubscription | None) -> ReconcileOutcome:

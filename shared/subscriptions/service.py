@@ -22,7 +22,7 @@ from shared.subscriptions.catchup import DeltaCatchup
 from shared.subscriptions.clock import Clock, utcnow
 from shared.subscriptions.delivery import EventHubTarget
 from shared.subscriptions.desired import DesiredSubscription
-from shared.subscriptions.fleet import FleetDirectory, MailboxBackoff
+from shared.subscriptions.fleet import FleetDirectory, FleetStore
 from shared.subscriptions.leases import LeaseStore
 from shared.subscriptions.management import SubscriptionManagement, SubscriptionView
 from shared.subscriptions.origins import OriginStore
@@ -53,7 +53,7 @@ class SubscriptionService:
         eventhub: EventHubTarget | None = None,
         resource_data: ResourceData | None = None,
         directory: FleetDirectory | None = None,
-        backoff: MailboxBackoff | None = None,
+        fleet_store: FleetStore | None = None,
     ) -> None:
         self.config = config or SubscriptionConfig()
         self._steps = SubscriptionSteps(
@@ -68,13 +68,19 @@ class SubscriptionService:
             eventhub=eventhub,
             resource_data=resource_data,
         )
-        self._reconciler = SubscriptionReconciler(self._steps, desired, directory=directory, backoff=backoff)
+        self._reconciler = SubscriptionReconciler(self._steps, desired, directory=directory, fleet_store=fleet_store)
         self._renewal = SubscriptionRenewal(self._steps)
         self._reactions = SubscriptionReactions(self._steps)
         self._management = SubscriptionManagement(self._steps, self._renewal)
 
     async def reconcile(self) -> ReconcileResult:
         return await self._reconciler.reconcile()
+
+    async def fleet_members(self, fleet: str) -> list[dict[str, object]]:
+        return await self._reconciler.members(fleet)
+
+    async def reconcile_member(self, resource: str) -> str:
+        return await self._reconciler.reconcile_member(resource)
 
     async def renew_due(self, now: datetime | None = None) -> RenewResult:
         return await self._renewal.renew_due(now)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.azurite import free_port
 from devtools.graphsim.client import SimControl
 from tests.browser.conftest import Browser
 from tests.e2e.conftest import StartApp
@@ -23,7 +24,17 @@ def test_dashboard_renders_breakers_and_subscriptions(
     """With a tripped breaker and one subscription, the page (opened with ?code=<master key>) shows
     graph-directory as open and the subscription's resource and status, with no script errors; a screenshot
     is written to tests/artifacts/dashboard.png."""
-    app = start_app(BREAKER_CONSECUTIVE_FAILURES="2", BREAKER_OPEN_SECONDS="60")
+    members = [u["id"] for u in graphsim.users() if u["accountEnabled"]][:3]
+    group = graphsim.create_group(members=members)["id"]
+    port = free_port()
+    app = start_app(
+        port=port,
+        BREAKER_CONSECUTIVE_FAILURES="2",
+        BREAKER_OPEN_SECONDS="60",
+        GRAPH_SUBSCRIPTIONS=f"mailboxes(group={group})/messages=created",
+        WEBHOOK_BASE_URL=f"http://127.0.0.1:{port}/api",
+    )
+    app.host.wait_for_output("reconcile: created 3", timeout=30)
     subscribe(app, graphsim_server.base_url, "users", "updated")
     graphsim.add_fault(path=r"^/users", status=503)
     for user in graphsim.users()[:2]:
@@ -44,10 +55,13 @@ def test_dashboard_renders_breakers_and_subscriptions(
             assert breakers.count() == 3
             directory = page.locator("#breakers tbody tr", has_text="graph-directory")
             assert directory.locator("td").nth(1).inner_text() == "open"
-            subscriptions = page.locator("#subscriptions tbody tr")
-            assert subscriptions.count() == 1
-            assert subscriptions.locator("td").nth(0).inner_text() == "users"
-            assert subscriptions.locator("td").nth(1).inner_text() == "active"
+            assert page.locator("#subscriptions tbody tr").count() == 4  # the fleet's three and users
+            users = page.locator("#subscriptions tbody tr", has_text="users/").count()
+            assert users == 3
+            fleet = page.locator("#fleets tbody tr")
+            assert fleet.count() == 1
+            cells = [fleet.locator("td").nth(n).inner_text() for n in range(5)]
+            assert cells == [f"mailboxes(group={group})/messages", "3", "3", "0", "0"]
             assert page.locator("#queues tbody tr").count() == 8  # mirror-rounds and its poison queue included
             assert page.locator("#queue-chart rect").count() == 8  # one bar per queue
             assert page.locator("#error").inner_text() == ""

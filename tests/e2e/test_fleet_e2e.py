@@ -5,13 +5,27 @@ without a mailbox is recorded and not retried every run, and mail in any member'
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from typing import Any
 
 from devtools.azurite import free_port
 from devtools.graphsim.client import SimControl
-from tests.e2e.conftest import StartApp
+from tests.e2e.conftest import RunningApp, StartApp
 from tests.e2e.pipeline import EventSink
 from tests.waiting import wait_until
+
+
+def ops(app: RunningApp, *argv: str) -> Any:
+    """The ops CLI against this app's storage and Graph (its own process, the app's settings)."""
+    env = {**os.environ, **app.env}
+    command = [sys.executable, "-m", "shared.ops", "--settings", "/nonexistent/local.settings.json", *argv]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout)
+
 
 RECONCILE = re.compile(
     r"reconcile: created (\d+), removed (\d+), unchanged (\d+), busy \d+, failed (\d+), no mailbox (\d+)"
@@ -62,3 +76,23 @@ def test_a_group_fleet_follows_its_members(start_app: StartApp, graphsim: SimCon
     graphsim.wait_deliveries_idle()
     events = sink.wait_for_matching({message["id"]})
     assert [(e["type"], e["user_id"]) for e in events] == [("messages.created", members[7])]
+
+    # Operations: the status page and the ops CLI show the fleet; the CLI forces one member's reconcile.
+    fleet = f"mailboxes(group={group})/mailFolders/inbox/messages"
+    unlicensed_resource = f"users/{unlicensed}/mailFolders/inbox/messages"
+    [shown] = app.client.get("/api/status", headers={"x-functions-key": app.host.master_key}).json()["fleets"]
+    assert (shown["fleet"], shown["members"], shown["subscribed"], shown["no_mailbox"]) == (fleet, 51, 50, 1)
+    assert [m["resource"] for m in shown["without_mailbox"]] == [unlicensed_resource]
+    assert (
+        "MailboxNotEnabledForRESTAPI" in shown["without_mailbox"][0]["reason"] or shown["without_mailbox"][0]["reason"]
+    )
+    states = {m["resource"]: m["state"] for m in ops(app, "fleet", fleet)}
+    assert len(states) == 51
+    assert states[unlicensed_resource] == "no_mailbox"
+    assert list(states.values()).count("subscribed") == 50
+    graphsim.set_mailbox(unlicensed, True)
+    assert ops(app, "fleet", "reconcile", unlicensed_resource) == {
+        "resource": unlicensed_resource,
+        "outcome": "created",
+    }
+    assert len(graphsim.subscriptions()) == 51

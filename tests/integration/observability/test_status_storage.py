@@ -84,7 +84,7 @@ async def test_status_reports_an_unreachable_section_instead_of_failing(
     )
     await registry.reset()
     document = await build_status(status_sources(registry))
-    assert document["errors"] == dict.fromkeys(("subscriptions", "queues"), "storage_unavailable")
+    assert document["errors"] == dict.fromkeys(("subscriptions", "queues", "fleets"), "storage_unavailable")
     assert {b["storage"] for b in document["breakers"]} == {"unavailable"}
     assert document["subscriptions"] is None
     assert "graph" in document  # this process's own section needs no Storage

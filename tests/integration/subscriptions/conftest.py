@@ -27,7 +27,7 @@ from shared.storage import Tables
 from shared.subscriptions.catchup import DeltaCatchup
 from shared.subscriptions.delivery import EventHubTarget
 from shared.subscriptions.desired import parse_desired
-from shared.subscriptions.fleet import MailboxBackoff
+from shared.subscriptions.fleet import FleetStore
 from shared.subscriptions.leases import LeaseStore
 from shared.subscriptions.origins import OriginStore
 from shared.subscriptions.records import SubscriptionRegistry
@@ -139,7 +139,7 @@ def _make_stack(gateway: GraphGateway, tables: Tables, receiver: Receiver, sim_c
             eventhub=HUB,
             resource_data=resource_data,
             directory=gateway,
-            backoff=MailboxBackoff(tables),
+            fleet_store=FleetStore(tables),
         )
         return Stack(service, registry, origins, leases, catchup, published)
 

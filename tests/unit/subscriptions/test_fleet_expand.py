@@ -35,7 +35,9 @@ async def test_members_become_entries_and_disabled_accounts_are_left_out() -> No
     expansion = await expand(parse_desired(f"mailboxes(group={A},transitive)/messages=created+data"), directory)
     assert [d.spec.resource for d in expansion.desired] == ["users/u1/messages", "users/u3/messages"]
     assert all(d.with_data and d.change_types == ("created",) for d in expansion.desired)
-    assert expansion.members == {f"mailboxes(group={A},transitive)/messages": 2}
+    assert expansion.members == {
+        f"mailboxes(group={A},transitive)/messages": ("users/u1/messages", "users/u3/messages")
+    }
     assert expansion.complete
     assert expansion.fleet_resources == {"users/u1/messages", "users/u3/messages"}
     assert directory.calls == [(A, True)]
@@ -56,6 +58,7 @@ async def test_a_fixed_entry_wins_over_a_fleet_and_an_earlier_fleet_over_a_later
         "users/u3/messages": ("deleted",),
     }
     assert expansion.fleet_resources == {"users/u2/messages", "users/u3/messages"}
+    assert expansion.members[f"mailboxes(group={A})/messages"] == ("users/u1/messages", "users/u2/messages")
 
 
 async def test_an_unreadable_fleet_makes_the_expansion_incomplete_but_keeps_the_others() -> None:
