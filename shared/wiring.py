@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from shared.loop_lag import LoopLagMonitor
     from shared.resilience.breaker import BreakerRegistry
     from shared.status import StatusSources
+    from shared.subscriptions.clock import Clock
     from shared.subscriptions.fleet import FleetStore
     from shared.subscriptions.records import SubscriptionRecord, SubscriptionRegistry
     from shared.subscriptions.service import SubscriptionService
@@ -359,6 +360,7 @@ async def _make_subscriptions() -> SubscriptionService:
         config=SubscriptionConfig(renew_before=timedelta(hours=current.subscription_renew_before_hours)),
         eventhub=hub or None,
         resource_data=_resource_data() if current.rich_notifications else None,
+        clock=registry.get_sync(SUBSCRIPTION_CLOCK),
         directory=gateway,
         fleet_store=FleetStore(tables),
     )
@@ -379,6 +381,14 @@ async def _make_subscription_reactions() -> LifecycleReactions:
     return await registry.get(SUBSCRIPTIONS)
 
 
+def _make_subscription_clock() -> Clock:
+    from shared.subscriptions.clock import utcnow
+
+    return utcnow
+
+
+# What the subscription lifecycle calls now (a benchmark of simulated days puts the simulator's clock here).
+SUBSCRIPTION_CLOCK: Service[Clock] = Service("subscription-clock", _make_subscription_clock)
 SUBSCRIPTIONS: Service[SubscriptionService] = Service("subscriptions", _make_subscriptions)
 # The lifecycle processor's reactions are the subscription service (a Protocol view of it).
 LIFECYCLE_REACTIONS: Service[LifecycleReactions] = Service("lifecycle_reactions", _make_subscription_reactions)
