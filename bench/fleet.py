@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from bench._stack import SHARED_CORES_NOTE, Stack, background_note, running_stack
 from bench.report import machine, write_section
-from bench.users_workload import fresh_process, graph_calls
+from bench.users_workload import closing_registry, fresh_process, graph_calls
 from shared.wiring import SUBSCRIPTION_CLOCK, SUBSCRIPTIONS, registry
 
 TIMER = timedelta(minutes=30)  # the renewal timer's default schedule
@@ -183,13 +183,6 @@ def _routes(routes: Counter[str]) -> str:
     return ", ".join(f"{route} {count:,}" for route, count in routes.most_common())
 
 
-async def _closing(work: Any) -> Any:
-    try:
-        return await work
-    finally:
-        await registry.reset()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mailboxes", type=int, default=2_000, help="members of the fleet's group")
@@ -201,7 +194,7 @@ def main() -> None:
     users = str(int(args.mailboxes * 1.1) + 20)  # the seed disables ~5% of accounts
     simulator = ("--users", users, "--messages-per-user", "0", "--latency-ms", str(args.latency_ms))
     with running_stack(*simulator) as stack, handshake_endpoint() as webhook:
-        lines, figures = asyncio.run(_closing(run(stack, args.mailboxes, args.days, webhook)))
+        lines, figures = asyncio.run(closing_registry(run(stack, args.mailboxes, args.days, webhook)))
     report = "\n".join(
         [
             f"Graph simulator base latency {args.latency_ms:g} ms.",

@@ -19,7 +19,7 @@ from typing import Any
 from bench._stack import SHARED_CORES_NOTE, Stack, background_note, running_stack
 from bench.api import MIRRORED
 from bench.report import machine, write_section
-from bench.users_workload import fresh_process, graph_calls
+from bench.users_workload import closing_registry, fresh_process, graph_calls
 from shared.wiring import registry
 from shared.wiring_mirror import MIRROR, MIRROR_STORE
 
@@ -90,14 +90,6 @@ async def large_tenant(stack: Stack, tenant: int) -> tuple[list[str], dict[str, 
     return lines, figures
 
 
-async def _closing(work: Any) -> Any:
-    """Run ``work``, then close the registry's clients on this event loop (the next stack gets new ones)."""
-    try:
-        return await work
-    finally:
-        await registry.reset()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=50.0, help="simulator base latency per Graph request")
@@ -107,7 +99,7 @@ def main() -> None:
     background = background_note()
     latency = ("--latency-ms", str(args.latency_ms))
     with running_stack("--users", str(args.tenant), "--messages-per-user", "0", *latency) as stack:
-        tenant_lines, tenant_figures = asyncio.run(_closing(large_tenant(stack, args.tenant)))
+        tenant_lines, tenant_figures = asyncio.run(closing_registry(large_tenant(stack, args.tenant)))
     report = "\n".join(
         [
             f"Graph simulator base latency {args.latency_ms:g} ms.",

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import azure.functions as func
 
@@ -20,6 +21,8 @@ from bench._stack import Stack, median, percentile, verdict
 from shared.api import views
 from shared.directory import USER_FIELDS
 from shared.wiring import DIRECTORY, GRAPH, registry, settings
+
+T = TypeVar("T")
 
 USERS = 1000
 ZIPF_S = 1.1
@@ -49,6 +52,14 @@ async def timed_get_user(user_id: str) -> tuple[float, str]:
     if response.status_code != 200:
         raise RuntimeError(f"GET users/{user_id} answered {response.status_code}: {response.get_body()[:200]!r}")
     return elapsed, response.headers.get("X-Cache", "?")
+
+
+async def closing_registry(work: Awaitable[T]) -> T:
+    """Run ``work``, then close the registry's clients on this event loop (the next stack gets new ones)."""
+    try:
+        return await work
+    finally:
+        await registry.reset()
 
 
 async def fresh_process(env: dict[str, str]) -> None:

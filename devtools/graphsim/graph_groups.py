@@ -8,7 +8,6 @@ simulator serves it for one group (``$filter=id eq '{id}'``) and refuses anythin
 
 from __future__ import annotations
 
-import base64
 import re
 
 from devtools.graphsim.delta import members_scope, run_round
@@ -23,9 +22,11 @@ from devtools.graphsim.wire import (
     JsonObj,
     json_response,
     link,
+    offset_token,
     parse_select,
     parse_top,
     preferred_page_size,
+    read_offset_token,
     reject_unsimulated,
 )
 
@@ -33,6 +34,7 @@ GROUP_TYPE = "microsoft.graph.group"
 USER_CASTS = ("microsoft.graph.user", "graph.user")
 MAX_TOP = 999
 DELTA_PAGE = 100
+MEMBERS_PAGING = "graphsim-members"
 _FILTER_ONE = re.compile(r"id eq '([0-9a-fA-F-]{36})'")
 
 
@@ -77,10 +79,10 @@ class GroupRoutes:
                 entries += [(g, "group") for g, kind in tenant.members[group["id"]].items() if kind == "group"]
         else:
             entries = [(m, kind) for m, kind in tenant.members[group["id"]].items() if not users_only or kind == "user"]
-        offset = _read_skip_token(request.query.get("$skiptoken"))
+        offset = read_offset_token(MEMBERS_PAGING, request.query.get("$skiptoken"))
         body: JsonObj = {"@odata.context": f"{request.base_url}/$metadata#directoryObjects"}
         if offset + top < len(entries):
-            query = {"$top": str(top), "$skiptoken": _skip_token(offset + top)}
+            query = {"$top": str(top), "$skiptoken": offset_token(MEMBERS_PAGING, offset + top)}
             if select is not None:
                 query["$select"] = ",".join(select)
             body["@odata.nextLink"] = link(request.base_url, request.path, query)
@@ -140,20 +142,3 @@ class GroupRoutes:
             body["@odata.deltaLink"] = link(request.base_url, "/groups/delta", {"$deltatoken": page.delta_token})
         body["value"] = [{"id": group["id"], "displayName": group["displayName"], "members@delta": page.value}]
         return json_response(body)
-
-
-def _skip_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"graphsim-members:{offset}".encode()).decode().rstrip("=")
-
-
-def _read_skip_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        kind, _, offset = text.partition(":")
-        if kind != "graphsim-members":
-            raise ValueError(kind)
-        return max(0, int(offset))
-    except (ValueError, UnicodeDecodeError):
-        raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired.") from None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
 from devtools.graphsim.delta import USERS_SCOPE, run_round
 from devtools.graphsim.routing import Router
 from devtools.graphsim.simulator import Simulator
@@ -15,10 +13,12 @@ from devtools.graphsim.wire import (
     JsonObj,
     json_response,
     link,
+    offset_token,
     parse_select,
     parse_top,
     pick,
     preferred_page_size,
+    read_offset_token,
     reject_unsimulated,
 )
 
@@ -26,6 +26,7 @@ USER_TYPE = "microsoft.graph.user"
 SELECT_ERROR = "Request_BadRequest"
 MAX_TOP = 999
 DELTA_PAGE = 100
+USERS_PAGING = "graphsim-users"
 _SKIP_PREFIX = "RFNwdAIAAQAAA"  # decorative: Graph's user skip tokens are opaque base64 too
 
 
@@ -57,7 +58,7 @@ class UserRoutes:
                 raise GraphError(400, "Request_UnsupportedQuery", f"graphsim does not simulate {option} on users.")
         top = parse_top(request.query, 100, MAX_TOP, "Request_UnsupportedQuery")
         select = parse_select(request.query, USER_PROPERTIES, USER_TYPE, SELECT_ERROR)
-        offset = _read_skip_token(request.query.get("$skiptoken"))
+        offset = read_offset_token(USERS_PAGING, request.query.get("$skiptoken"), _SKIP_PREFIX)
         users = list(self._sim.tenant.users.values())
         page = users[offset : offset + top]
         context = "users" if select is None else f"users({','.join(select)})"
@@ -66,7 +67,7 @@ class UserRoutes:
             params = {"$top": str(top)}
             if select is not None:
                 params["$select"] = ",".join(select)
-            params["$skiptoken"] = _skip_token(offset + top)
+            params["$skiptoken"] = offset_token(USERS_PAGING, offset + top, _SKIP_PREFIX)
             body["@odata.nextLink"] = link(request.base_url, "/users", params)
         body["value"] = [self.render(u, select) for u in page]
         return json_response(body)
@@ -115,21 +116,3 @@ class UserRoutes:
             body["@odata.deltaLink"] = link(request.base_url, "/users/delta", {"$deltatoken": page.delta_token})
         body["value"] = page.value
         return json_response(body)
-
-
-def _skip_token(offset: int) -> str:
-    return _SKIP_PREFIX + base64.urlsafe_b64encode(f"graphsim-users:{offset}".encode()).decode().rstrip("=")
-
-
-def _read_skip_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        raw = token.removeprefix(_SKIP_PREFIX)
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        kind, _, offset = text.partition(":")
-        if kind != "graphsim-users":
-            raise ValueError(kind)
-        return max(0, int(offset))
-    except (ValueError, UnicodeDecodeError):
-        raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired.") from None

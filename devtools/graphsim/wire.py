@@ -7,6 +7,7 @@ inner request through exactly the same code as a top-level one.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -197,3 +198,23 @@ def link(base_url: str, path: str, params: Mapping[str, str]) -> str:
 def json_response(body: JsonObj, status: int = 200) -> GraphResponse:
     """A JSON answer (headers are added by the pipeline)."""
     return GraphResponse(status=status, body=body)
+
+
+def offset_token(kind: str, offset: int, prefix: str = "") -> str:
+    """An opaque page token for a listing paged by position (``kind`` names the listing)."""
+    return prefix + base64.urlsafe_b64encode(f"{kind}:{offset}".encode()).decode().rstrip("=")
+
+
+def read_offset_token(kind: str, token: str | None, prefix: str = "") -> int:
+    """The position ``offset_token`` wrote; anything else is Graph's expired-page-token 400."""
+    if not token:
+        return 0
+    try:
+        raw = token.removeprefix(prefix)
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        written, _, offset = text.partition(":")
+        if written != kind:
+            raise ValueError(written)
+        return max(0, int(offset))
+    except (ValueError, UnicodeDecodeError):
+        raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired.") from None

@@ -16,7 +16,14 @@ import secrets
 from dataclasses import InitVar, dataclass, field, replace
 from datetime import datetime, timedelta
 
-from shared.errors import AppError, ConfigurationError, NotFoundError, TransientError, UnavailableError
+from shared.errors import (
+    AppError,
+    ConfigurationError,
+    NotFoundError,
+    StorageUnavailableError,
+    TransientError,
+    UnavailableError,
+)
 from shared.graph.subscriptions import GraphSubscriptions, NewSubscription, ResourceData, expiration_of
 from shared.secret import Secret
 from shared.subscriptions.catchup import DeltaCatchup
@@ -122,8 +129,18 @@ class SubscriptionSteps:
         except AppError as error:  # the resource stays pending; the next renewal run takes the baseline
             log.warning("delta baseline of %s failed: %s", spec.resource, describe(error))
         record = await self._post(spec, change_types, delivery, with_data)
-        await self.origins.put(OriginRow(record.id, origin, spec.resource))
-        await self.registry.upsert(record)
+        try:
+            await self.origins.put(OriginRow(record.id, origin, spec.resource))
+            await self.registry.upsert(record)
+        except StorageUnavailableError as error:
+            # Storage refused the record after Graph accepted: take the subscription back rather than leave an
+            # orphan Graph keeps alive (and counts against the mailbox) for days; the next reconcile creates it
+            # again. Not when the write may have happened (no answer): the record would then name a deleted
+            # subscription, which the renewal run's check against Graph's list recreates.
+            if not error.ambiguous:
+                with contextlib.suppress(AppError):
+                    await self.graph.delete(record.id)
+            raise
         log.info("created subscription %s for %s (%s)", record.id, spec.resource, origin)
         try:
             await self.catchup.catch_up(spec)
