@@ -37,9 +37,9 @@ from shared.telemetry import get_logger
 
 log = get_logger("graph")
 
-MAX_FLEET_PAGES = 1_000  # 999 users per page: a bound far beyond any tenant, against a nextLink loop
 # Breaker keys per Graph workload (shared.names): an Outlook outage must not block directory reads.
 DIRECTORY, MAIL, SUBSCRIPTIONS = DIRECTORY_BREAKER, MAIL_BREAKER, SUBSCRIPTIONS_BREAKER
+MAX_FLEET_PAGES = 1_000  # 999 users per page: a bound far beyond any tenant, against a nextLink loop
 
 
 def native_request(query: Any = None) -> RequestConfiguration[Any]:

@@ -10,6 +10,7 @@ run; a member that leaves the set loses its subscription at the next reconcile.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 log = get_logger("subscriptions.fleet")
 
 _ABSENT = "absent"
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _SUMMARY = "summary"
 
 
@@ -71,7 +73,11 @@ async def expand(desired: Sequence[DesiredSubscription], directory: FleetDirecto
             )
             complete = False
             continue
-        specs = [fleet.spec.member(str(u["id"])) for u in users if u.get("accountEnabled") is not False]
+        ids = [str(u["id"]) for u in users if u.get("accountEnabled") is not False]
+        odd = [i for i in ids if not _GUID.fullmatch(i)]
+        if odd:  # a user id goes into a subscription's resource and Table keys: only Graph's GUIDs do
+            log.warning("members of %s: %d ids that are not GUIDs were skipped", fleet.spec.resource, len(odd))
+        specs = [fleet.spec.member(i) for i in ids if _GUID.fullmatch(i)]
         members[fleet.spec.resource] = tuple(spec.resource for spec in specs)
         for spec in specs:
             if spec.resource not in entries:

@@ -10,6 +10,7 @@ subscription once.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,13 +26,14 @@ from shared.telemetry import get_logger
 
 log = get_logger("subscriptions")
 
-ReconcileOutcome = Literal["created", "removed", "unchanged", "busy", "failed", "no_mailbox"]
+ReconcileOutcome = Literal["created", "removed", "unchanged", "busy", "failed", "no_mailbox", "deferred"]
 
 
 @dataclass(frozen=True)
 class ReconcileResult:
     """Resources per outcome; ``busy`` ones were being handled by another worker; ``no_mailbox``: fleet members
-    whose mailbox Graph would not subscribe (recorded, retried on a backoff). ``fleets``: members per fleet."""
+    whose mailbox Graph would not subscribe (recorded, retried on a backoff); ``deferred``: not started
+    before the run's budget ran out (the next run takes them). ``fleets``: members per fleet."""
 
     created: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
@@ -39,6 +41,7 @@ class ReconcileResult:
     busy: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
     no_mailbox: tuple[str, ...] = ()
+    deferred: tuple[str, ...] = ()
     fleets: dict[str, int] = field(default_factory=dict)
 
 
@@ -77,9 +80,14 @@ class SubscriptionReconciler:
         # An incomplete expansion (a fleet's members unreadable) removes nothing this run.
         candidates = set(desired) | (set(bound) if expansion.complete else set())
         unsettled = sorted(r for r in candidates if not settled(r))
-        outcomes = await gather_bounded(
-            unsettled, steps.config.concurrency, lambda r: self._reconcile_one(r, desired.get(r), expansion, absent)
-        )
+        deadline = time.monotonic() + steps.config.reconcile_budget.total_seconds()
+
+        async def one(resource: str) -> ReconcileOutcome:
+            if time.monotonic() >= deadline:
+                return "deferred"
+            return await self._reconcile_one(resource, desired.get(resource), expansion, absent)
+
+        outcomes = await gather_bounded(unsettled, steps.config.concurrency, one)
         grouped: dict[ReconcileOutcome, list[str]] = {"unchanged": sorted(candidates - set(unsettled))}
         for resource, outcome in zip(unsettled, outcomes, strict=True):
             grouped.setdefault(outcome, []).append(resource)
@@ -87,10 +95,10 @@ class SubscriptionReconciler:
         result = ReconcileResult(**{outcome: tuple(sorted(items)) for outcome, items in grouped.items()}, fleets=fleets)
         await self._save_summaries(expansion, grouped)
         log.info(
-            "reconciled subscriptions: created %d, removed %d, unchanged %d, busy %d, failed %d, no mailbox %d",
+            "reconciled subscriptions: created %d, removed %d, unchanged %d, busy %d, failed %d, no mailbox %d, "
+            "deferred %d",
             *(len(items) for items in (result.created, result.removed, result.unchanged, result.busy)),
-            len(result.failed),
-            len(result.no_mailbox),
+            *(len(items) for items in (result.failed, result.no_mailbox, result.deferred)),
         )
         return result
 

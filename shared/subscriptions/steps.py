@@ -54,6 +54,9 @@ class SubscriptionConfig:
     - ``alert_before`` (24 h): a failed renewal with less than this left logs ERROR instead of WARNING.
     - ``lease`` (2 min): how long one worker may own a subscription's or a resource's work.
     - ``concurrency`` (8): renewals in flight at once (all share the subscriptions breaker).
+    - ``reconcile_budget`` (4 min): a reconcile starts no new resource's work after this long; the rest is
+      ``deferred`` to the next run (a fleet's cold start on a timer with a 5-10 minute function timeout
+      never gets killed in the middle of a creation, which could leave an orphan on Graph).
     - ``notification_path`` / ``lifecycle_path``: appended to the webhook base URL.
     """
 
@@ -62,6 +65,7 @@ class SubscriptionConfig:
     alert_before: timedelta = timedelta(hours=24)
     lease: timedelta = timedelta(minutes=2)
     concurrency: int = 8
+    reconcile_budget: timedelta = timedelta(minutes=4)
     notification_path: str = "/notifications"
     lifecycle_path: str = "/notifications/lifecycle"
 

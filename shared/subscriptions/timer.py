@@ -24,13 +24,14 @@ async def run_renewal(service: SubscriptionService, *, reconcile: bool, past_due
     if reconcile:
         reconciled = await service.reconcile()
         log.info(
-            "reconcile: created %d, removed %d, unchanged %d, busy %d, failed %d, no mailbox %d",
+            "reconcile: created %d, removed %d, unchanged %d, busy %d, failed %d, no mailbox %d, deferred %d",
             len(reconciled.created),
             len(reconciled.removed),
             len(reconciled.unchanged),
             len(reconciled.busy),
             len(reconciled.failed),
             len(reconciled.no_mailbox),
+            len(reconciled.deferred),
         )
     result = await service.renew_due()
     log.info(

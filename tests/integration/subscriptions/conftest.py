@@ -31,7 +31,7 @@ from shared.subscriptions.fleet import FleetStore
 from shared.subscriptions.leases import LeaseStore
 from shared.subscriptions.origins import OriginStore
 from shared.subscriptions.records import SubscriptionRegistry
-from shared.subscriptions.service import SubscriptionService
+from shared.subscriptions.service import SubscriptionConfig, SubscriptionService
 from tests.fixtures.graphsim import GRAPHSIM_TOKEN, GraphSimServer
 from tests.integration.graphsim.receiver import Receiver
 
@@ -121,7 +121,9 @@ HUB = EventHubTarget("graphsim-hub.servicebus.windows.net", "graph-notifications
 def _make_stack(gateway: GraphGateway, tables: Tables, receiver: Receiver, sim_clock: SimClock) -> Any:
     """``make_stack(desired)``: a fresh set of components on the same tables, like another app instance."""
 
-    def make(desired: str = "", resource_data: ResourceData | None = None) -> Stack:
+    def make(
+        desired: str = "", resource_data: ResourceData | None = None, config: SubscriptionConfig | None = None
+    ) -> Stack:
         leases = LeaseStore(tables, sim_clock)
         published = Published()
         catchup = DeltaCatchup(DeltaReader(gateway), tables, leases, published, clock=sim_clock)
@@ -135,6 +137,7 @@ def _make_stack(gateway: GraphGateway, tables: Tables, receiver: Receiver, sim_c
             catchup,
             desired=parse_desired(desired),
             webhook_base=receiver.url(""),
+            config=config,
             clock=sim_clock,
             eventhub=HUB,
             resource_data=resource_data,

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from devtools.graphsim.client import SimControl
+from shared.subscriptions.service import SubscriptionConfig
 from tests.integration.subscriptions.conftest import SimClock, Stack
 
 
@@ -88,3 +89,13 @@ async def test_members_unreadable_removes_nothing(make_stack: Any, graphsim: Sim
     result = await stack.service.reconcile()
     assert (result.removed, result.created, result.fleets) == ((), (), {})
     assert len(graphsim.subscriptions()) == 4
+
+
+async def test_work_beyond_the_runs_budget_is_deferred_to_the_next_run(make_stack: Any, graphsim: SimControl) -> None:
+    """A run that has used its budget starts no new creation (none is cut off midway); the next run goes on."""
+    group, _ = fleet_of(graphsim, 5)
+    desired = f"mailboxes(group={group})/messages=created"
+    spent = await make_stack(desired, config=SubscriptionConfig(reconcile_budget=timedelta(0))).service.reconcile()
+    assert (len(spent.deferred), spent.created, graphsim.subscriptions()) == (5, (), [])
+    later = await make_stack(desired).service.reconcile()
+    assert len(later.created) == 5

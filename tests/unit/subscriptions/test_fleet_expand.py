@@ -12,6 +12,7 @@ from shared.subscriptions.desired import parse_desired
 from shared.subscriptions.fleet import expand
 
 A = "5d0d1e5e-1111-4a2b-9c3d-00000000000a"
+U1, U2, U3, U9 = (f"0000000{n}-aaaa-4bbb-8ccc-dddddddddddd" for n in (1, 2, 3, 9))
 B = "5d0d1e5e-1111-4a2b-9c3d-00000000000b"
 
 
@@ -29,44 +30,42 @@ class Directory:
 
 
 async def test_members_become_entries_and_disabled_accounts_are_left_out() -> None:
-    directory = Directory(
-        {A: [{"id": "U1", "accountEnabled": True}, {"id": "u2", "accountEnabled": False}, {"id": "u3"}]}
-    )
+    directory = Directory({A: [{"id": U1, "accountEnabled": True}, {"id": U2, "accountEnabled": False}, {"id": U3}]})
     expansion = await expand(parse_desired(f"mailboxes(group={A},transitive)/messages=created+data"), directory)
-    assert [d.spec.resource for d in expansion.desired] == ["users/u1/messages", "users/u3/messages"]
+    assert [d.spec.resource for d in expansion.desired] == [f"users/{U1}/messages", f"users/{U3}/messages"]
     assert all(d.with_data and d.change_types == ("created",) for d in expansion.desired)
     assert expansion.members == {
-        f"mailboxes(group={A},transitive)/messages": ("users/u1/messages", "users/u3/messages")
+        f"mailboxes(group={A},transitive)/messages": (f"users/{U1}/messages", f"users/{U3}/messages")
     }
     assert expansion.complete
-    assert expansion.fleet_resources == {"users/u1/messages", "users/u3/messages"}
+    assert expansion.fleet_resources == {f"users/{U1}/messages", f"users/{U3}/messages"}
     assert directory.calls == [(A, True)]
 
 
 async def test_a_fixed_entry_wins_over_a_fleet_and_an_earlier_fleet_over_a_later_one() -> None:
-    directory = Directory({A: [{"id": "u1"}, {"id": "u2"}], B: [{"id": "u2"}, {"id": "u3"}]})
+    directory = Directory({A: [{"id": U1.upper()}, {"id": U2}], B: [{"id": U2}, {"id": U3}]})
     desired = parse_desired(
         f"mailboxes(group={A})/messages=created; mailboxes(group={B})/messages=deleted; "
-        "users/u1/messages=updated; users=updated"
+        f"users/{U1}/messages=updated; users=updated"
     )
     expansion = await expand(desired, directory)
     by_resource = {d.spec.resource: d.change_types for d in expansion.desired}
     assert by_resource == {
         "users": ("updated",),
-        "users/u1/messages": ("updated",),
-        "users/u2/messages": ("created",),
-        "users/u3/messages": ("deleted",),
+        f"users/{U1}/messages": ("updated",),
+        f"users/{U2}/messages": ("created",),
+        f"users/{U3}/messages": ("deleted",),
     }
-    assert expansion.fleet_resources == {"users/u2/messages", "users/u3/messages"}
-    assert expansion.members[f"mailboxes(group={A})/messages"] == ("users/u1/messages", "users/u2/messages")
+    assert expansion.fleet_resources == {f"users/{U2}/messages", f"users/{U3}/messages"}
+    assert expansion.members[f"mailboxes(group={A})/messages"] == (f"users/{U1}/messages", f"users/{U2}/messages")
 
 
 async def test_an_unreadable_fleet_makes_the_expansion_incomplete_but_keeps_the_others() -> None:
-    directory = Directory({None: [{"id": "u9"}]}, failing={A})
+    directory = Directory({None: [{"id": U9}]}, failing={A})
     desired = parse_desired(f"mailboxes(group={A})/messages=created; mailboxes(tenant)/messages=created; users=updated")
     expansion = await expand(desired, directory)
     assert not expansion.complete
-    assert [d.spec.resource for d in expansion.desired] == ["users", "users/u9/messages"]
+    assert [d.spec.resource for d in expansion.desired] == ["users", f"users/{U9}/messages"]
     assert directory.calls == [(A, False), (None, False)]
 
 
@@ -75,3 +74,10 @@ async def test_without_fleets_no_directory_is_needed() -> None:
     assert [d.spec.resource for d in expansion.desired] == ["users"]
     with pytest.raises(RuntimeError):
         await expand(parse_desired("mailboxes(tenant)/messages=created"), None)
+
+
+async def test_member_ids_that_are_not_guids_are_skipped() -> None:
+    """A hostile or broken Graph answer cannot put path or key characters into a subscription's resource."""
+    odd = [{"id": "../../admin"}, {"id": "a/b?c#d"}, {"id": "x" * 5000}, {"id": U1}]
+    expansion = await expand(parse_desired(f"mailboxes(group={A})/messages=created"), Directory({A: odd}))
+    assert [d.spec.resource for d in expansion.desired] == [f"users/{U1}/messages"]
