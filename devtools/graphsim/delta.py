@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from devtools.graphsim.wire import GraphError
+from devtools.graphsim.wire import GraphError, link
 
 USERS_SCOPE = "users"
 
@@ -165,6 +165,13 @@ class DeltaPage:
     value: list[dict[str, Any]]
     skip_token: str | None
     delta_token: str | None
+
+    def links(self, base_url: str, path: str) -> dict[str, str]:
+        """The page's ``@odata.nextLink`` (more of this round) or ``@odata.deltaLink`` (the round is over)."""
+        if self.skip_token:
+            return {"@odata.nextLink": link(base_url, path, {"$skiptoken": self.skip_token})}
+        assert self.delta_token is not None
+        return {"@odata.deltaLink": link(base_url, path, {"$deltatoken": self.delta_token})}
 
 
 def run_round(

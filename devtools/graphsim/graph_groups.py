@@ -135,10 +135,6 @@ class GroupRoutes:
             removed=lambda member_id: {"id": member_id, "@removed": {"reason": "deleted"}},
         )
         body: JsonObj = {"@odata.context": f"{request.base_url}/$metadata#groups"}
-        if page.skip_token:
-            body["@odata.nextLink"] = link(request.base_url, "/groups/delta", {"$skiptoken": page.skip_token})
-        else:
-            assert page.delta_token is not None
-            body["@odata.deltaLink"] = link(request.base_url, "/groups/delta", {"$deltatoken": page.delta_token})
+        body.update(page.links(request.base_url, "/groups/delta"))
         body["value"] = [{"id": group["id"], "displayName": group["displayName"], "members@delta": page.value}]
         return json_response(body)

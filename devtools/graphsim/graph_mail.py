@@ -179,11 +179,7 @@ class MailRoutes:
         )
         path = request.path.rstrip("/")
         body: JsonObj = {"@odata.context": f"{request.base_url}/$metadata#Collection(message)"}
-        if page.skip_token:
-            body["@odata.nextLink"] = link(request.base_url, path, {"$skiptoken": page.skip_token})
-        else:
-            assert page.delta_token is not None
-            body["@odata.deltaLink"] = link(request.base_url, path, {"$deltatoken": page.delta_token})
+        body.update(page.links(request.base_url, path))
         body["value"] = page.value
         return json_response(body)
 

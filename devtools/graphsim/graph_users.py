@@ -109,10 +109,6 @@ class UserRoutes:
             partial=partial,
         )
         body: JsonObj = {"@odata.context": f"{request.base_url}/$metadata#users"}
-        if page.skip_token:
-            body["@odata.nextLink"] = link(request.base_url, "/users/delta", {"$skiptoken": page.skip_token})
-        else:
-            assert page.delta_token is not None
-            body["@odata.deltaLink"] = link(request.base_url, "/users/delta", {"$deltatoken": page.delta_token})
+        body.update(page.links(request.base_url, "/users/delta"))
         body["value"] = page.value
         return json_response(body)
