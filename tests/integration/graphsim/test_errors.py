@@ -44,9 +44,9 @@ async def test_invalid_user_top_is_400(graph_client: Any, top: Any) -> None:
 
 def test_unknown_route_is_404_in_graph_shape(http: httpx.Client) -> None:
     """An unknown segment is a Graph-shaped 404 naming the segment."""
-    response = http.get("groups")
+    response = http.get("sites")
     assert response.status_code == 404
-    assert "groups" in _error(response)["message"]
+    assert "sites" in _error(response)["message"]
 
 
 def test_wrong_method_is_405(http: httpx.Client) -> None:
