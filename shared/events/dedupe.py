@@ -12,6 +12,13 @@ becomes ``done``; after failure the claim is deleted so a redelivery runs the ha
 - a claim carries its ``owner`` (one token per dispatch), so the same dispatch retrying in place after
   a storage outage takes its own claim back instead of seeing it as ``busy``.
 
+**Completion by owner.** A dispatch whose every claimed handler succeeded completes them all with one
+row: its owner's (``complete_owner``). A ``running`` claim whose owner row exists counts as ``done``, so a
+message of a hundred items costs its claims and one insert, not its claims and as many updates again
+(measured on Azurite: a 50-row transaction costs ~11 ms of its CPU, a one-row insert ~3). A dispatch where
+something failed marks its successes ``done`` row by row (``complete``) and releases its failures, so an
+owner row never covers a claim whose handler did not run.
+
 **Partitioning.** A queue message carries many events, and an entity-group transaction (≤ 100 rows)
 must stay in one partition; so the partition is not the identity but one of ``DedupeConfig.partitions``
 buckets picked by the identity's hash (RowKey: identity and handler). The claims of a whole message are
@@ -46,6 +53,7 @@ log = get_logger("events.dedupe")
 
 ClaimState = Literal["acquired", "done", "busy"]
 _RUNNING, _DONE = "running", "done"
+OWNERS_PARTITION = "owners"  # one row per dispatch that completed every claim it made
 TRANSACTION_LIMIT = 100  # rows per entity-group transaction
 CONFLICTS_BEFORE_ROW_BY_ROW = 3  # existing rows one transaction steps around before going row by row
 
@@ -127,12 +135,12 @@ class DedupeStore:
         if not wanted:
             return {}
         table = await self._table()
-        chunks = _chunks(wanted)
-        answers = await asyncio.gather(*(self._claim_chunk(table, chunk) for chunk in chunks))
+        owners: dict[str, bool] = {}  # owner token → completed, looked up once per call
+        answers = await asyncio.gather(*(self._claim_chunk(table, chunk, owners) for chunk in _chunks(wanted)))
         return {key: claim for answer in answers for key, claim in answer.items()}
 
     async def _claim_chunk(
-        self, table: TableClient, chunk: dict[tuple[str, str], dict[str, Any]]
+        self, table: TableClient, chunk: dict[tuple[str, str], dict[str, Any]], owners: dict[str, bool]
     ) -> dict[tuple[str, str], Claim]:
         """One transaction; a row that exists fails it whole (nothing written) and the error names that
         row, so it is set aside and the rest is tried again. Past ``CONFLICTS_BEFORE_ROW_BY_ROW`` such rows
@@ -159,21 +167,19 @@ class DedupeStore:
                 {k: Claim(k[0], k[1], "acquired", r.get("etag")) for k, r in zip(pending, created, strict=True)}
             )
             break
-        decided = await asyncio.gather(*(self._claim_one(table, key, entity) for key, entity in aside.items()))
+        decided = await asyncio.gather(*(self._claim_one(table, k, entity, owners) for k, entity in aside.items()))
         claims.update(zip(aside, decided, strict=True))
         return claims
 
-    async def _claim_one(self, table: TableClient, key: tuple[str, str], entity: dict[str, Any]) -> Claim:
+    async def _claim_one(
+        self, table: TableClient, key: tuple[str, str], entity: dict[str, Any], owners: dict[str, bool]
+    ) -> Claim:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
         identity, handler = key
-        existing: TableEntity | None
-        try:
-            existing = await table.get_entity(entity["PartitionKey"], entity["RowKey"])
-        except ResourceNotFoundError:
-            existing = None
+        existing = await _get(table, entity["PartitionKey"], entity["RowKey"])
         if existing is None:
             try:
                 created = await table.create_entity(entity)
@@ -182,7 +188,7 @@ class DedupeStore:
             return Claim(identity, handler, "acquired", created.get("etag"))
         now = self._now()
         if existing.get("ExpiresAt", now) > now:
-            if existing.get("State") == _DONE:
+            if await self._is_done(table, existing, owners):
                 return Claim(identity, handler, "done")
             ours = bool(entity["Owner"]) and existing.get("Owner") == entity["Owner"]
             if existing.get("LeaseUntil", now) > now and not ours:
@@ -198,6 +204,32 @@ class DedupeStore:
         except (ResourceModifiedError, ResourceNotFoundError):
             return Claim(identity, handler, "busy")
         return Claim(identity, handler, "acquired", updated.get("etag"))
+
+    async def _is_done(self, table: TableClient, row: TableEntity, owners: dict[str, bool]) -> bool:
+        """A marker is done when its row says so, or when it is a claim whose owner completed everything
+        (``owners`` remembers the owners already looked up)."""
+        if row.get("State") == _DONE:
+            return True
+        owner = str(row.get("Owner") or "")
+        if owner and owner not in owners:
+            done = await _get(table, OWNERS_PARTITION, safe_key(owner))
+            owners[owner] = done is not None and done.get("ExpiresAt", self._now()) > self._now()
+        return owners.get(owner, False)
+
+    async def complete_owner(self, owner: str) -> None:
+        """Mark done every claim ``owner`` holds, with one row. Only for a dispatch whose every claimed
+        handler succeeded. ``StorageUnavailableError`` when Storage does not answer."""
+        from azure.data.tables import UpdateMode
+
+        if not owner:
+            raise ValueError("completion by owner needs the owner token the claims were made with")
+        row = {
+            "PartitionKey": OWNERS_PARTITION,
+            "RowKey": safe_key(owner),
+            "State": _DONE,
+            "ExpiresAt": self._now() + self.config.ttl,
+        }
+        await (await self._table()).upsert_entity(row, mode=UpdateMode.REPLACE)
 
     async def complete(self, claims: Collection[Claim]) -> None:
         """Mark handlers done (unconditionally: they did run, whoever holds the rows now); one
@@ -234,7 +266,7 @@ class DedupeStore:
     async def completed(self, identity: str) -> set[str]:
         """Names (keys) of the handlers marked done for ``identity`` and not expired."""
         table = await self._table()
-        now = self._now()
+        now, owners = self._now(), dict[str, bool]()
         prefix = f"{safe_key(identity)}~"
         rows = table.query_entities(
             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
@@ -243,7 +275,9 @@ class DedupeStore:
         return {
             str(r["RowKey"])[len(prefix) :]
             async for r in rows
-            if r.get("State") == _DONE and r.get("ExpiresAt", now) > now and "~" not in str(r["RowKey"])[len(prefix) :]
+            if r.get("ExpiresAt", now) > now
+            and "~" not in str(r["RowKey"])[len(prefix) :]
+            and await self._is_done(table, r, owners)
         }
 
     async def sweep(self, limit: int = 20_000) -> int:
@@ -296,3 +330,12 @@ def _chunks(rows: dict[tuple[str, str], dict[str, Any]]) -> list[dict[tuple[str,
         for group in by_partition.values()
         for start in range(0, len(group), TRANSACTION_LIMIT)
     ]
+
+
+async def _get(table: TableClient, partition: str, row: str) -> TableEntity | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return await table.get_entity(partition, row)
+    except ResourceNotFoundError:
+        return None

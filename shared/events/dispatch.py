@@ -3,13 +3,15 @@
 Used by the queue processor (a whole message's events at once, ``dispatch_many``, source
 ``notification``) and by delta catch-up and the mirror (``dispatch``, one event): claim a marker per
 matching handler (one transaction per marker partition for the whole batch), publish to the claimed
-ones only (the rest are in the bus's skip set), mark each handler's successes done as soon as it
-succeeded (again batched), and release failures so only those run again.
+ones only (the rest are in the bus's skip set), release failures so only those run again, and at the
+end record the successes: with one row for the whole dispatch when nothing failed (its owner's,
+``DedupeStore.complete_owner``), else row by row.
 
 Storage outages are waited out in place, within ``OutageWait.budget_seconds`` of the dispatch's start:
 a claim that cannot be written is retried; a handler that failed because Storage did not answer (the
-forward's send) runs again under the same owner token (its own claim is taken back, not ``busy``); a
-completion that cannot be written is retried without running the handler again. Only past the budget
+forward's send) runs again under the same owner token (its own claim is taken back, not ``busy``), and a
+handler that succeeded in an earlier attempt is not run again; a completion that cannot be written is
+retried without running the handler again. Only past the budget
 does a failure go back to the caller, and only a completion that failed past the budget can make a
 redelivery repeat an effect: that is the remaining duplicate window (docs/reliability.md).
 """
@@ -20,12 +22,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shared.events.bus import FAILED, EventBus, HandlerOutcome
 from shared.events.dedupe import Claim, ClaimRequest, DedupeStore
 from shared.events.model import Event
 from shared.storage import OutageWait
+from shared.telemetry import get_logger
+
+log = get_logger("events.dispatch")
 
 
 @dataclass(frozen=True)
@@ -81,9 +86,10 @@ class ExactlyOnceDispatcher:
         delay = self._wait.first_delay
         unique = list({e.id: e for e in reversed(events)}.values())[::-1]  # first copy of each id, in order
         results: dict[str, DispatchResult] = {}
+        succeeded: dict[tuple[str, str], Claim] = {}  # claims whose handler succeeded, not yet recorded
         pending = unique
         while True:
-            for result in await self._attempt(pending, owner, deadline):
+            for result in await self._attempt(pending, owner, deadline, succeeded):
                 results[result.event.id] = result
             pending = [r.event for r in results.values() if r.outage]
             remaining = deadline - time.monotonic()
@@ -91,6 +97,8 @@ class ExactlyOnceDispatcher:
                 break
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, self._wait.max_delay)
+        if succeeded:
+            results = await self._record(results, succeeded, owner, deadline)
         answers: list[DispatchResult] = []
         seen: set[str] = set()
         for event in events:
@@ -98,39 +106,69 @@ class ExactlyOnceDispatcher:
             seen.add(event.id)
         return answers
 
+    async def _record(
+        self, results: dict[str, DispatchResult], succeeded: dict[tuple[str, str], Claim], owner: str, deadline: float
+    ) -> dict[str, DispatchResult]:
+        """Mark the successes done: one owner row when no claimed handler failed (so the row covers only
+        handlers that ran), else row by row. If that fails, the successes turn ``unrecorded``: they keep
+        their claims, so no other copy runs them again within the lease."""
+        clean = not any(o.status in FAILED for r in results.values() for o in r.ran)
+        try:
+            if clean:
+                await self._wait.run(lambda: self._dedupe.complete_owner(owner), deadline)
+            else:
+                await self._wait.run(lambda: self._dedupe.complete(list(succeeded.values())), deadline)
+        except Exception as error:
+            log.warning("could not record %d handler runs: %s", len(succeeded), type(error).__name__)
+            return {key: _unrecorded(r, succeeded, error) for key, r in results.items()}
+        return results
+
     def _copy(self, event: Event) -> DispatchResult:
         """A second copy of an event in the same batch: its once-handlers count as done."""
         once = frozenset(r.name for r in self.bus.handlers_for(event.type) if r.once)
         return DispatchResult(event, (), once, frozenset())
 
-    async def _attempt(self, events: Sequence[Event], owner: str, deadline: float) -> list[DispatchResult]:
+    async def _attempt(
+        self, events: Sequence[Event], owner: str, deadline: float, succeeded: dict[tuple[str, str], Claim]
+    ) -> list[DispatchResult]:
+        """Claim, publish and release failures once; adds this attempt's successes to ``succeeded`` (whose
+        handlers an earlier attempt ran already count as done)."""
         registrations = [self.bus.handlers_for(e.type) for e in events]
         requests: list[ClaimRequest] = [
-            (e.id, {r.name: r.timeout for r in regs if r.once}) for e, regs in zip(events, registrations, strict=True)
+            (e.id, {r.name: r.timeout for r in regs if r.once and (e.id, r.name) not in succeeded})
+            for e, regs in zip(events, registrations, strict=True)
         ]
         claims = await self._wait.run(lambda: self._dedupe.claim_many(requests, owner), deadline)
         by_event = [{h: claims[(e.id, h)] for h in once} for e, (_, once) in zip(events, requests, strict=True)]
-        done = [frozenset(h for h, c in mine.items() if c.state == "done") for mine in by_event]
+        done = [
+            frozenset(h for h, c in mine.items() if c.state == "done") | {h for i, h in succeeded if i == e.id}
+            for e, mine in zip(events, by_event, strict=True)
+        ]
         busy = [frozenset(h for h, c in mine.items() if c.state == "busy") for mine in by_event]
-
-        async def record_done(handler: str, succeeded: Sequence[Event]) -> None:
-            ids = {e.id for e in succeeded}
-            mine = [claims[(i, handler)] for i in ids if (i, handler) in claims]
-            if mine:
-                await self._wait.run(lambda: self._dedupe.complete(mine), deadline)
-
-        published = await self.bus.publish_many(
-            events, skip=[d | b for d, b in zip(done, busy, strict=True)], on_success=record_done
-        )
+        published = await self.bus.publish_many(events, skip=[d | b for d, b in zip(done, busy, strict=True)])
         results: list[DispatchResult] = []
         failed: list[Claim] = []
         for i, (event, publish) in enumerate(zip(events, published, strict=True)):
             ran = tuple(o for o in publish.outcomes if o.status != "skipped")
             idempotent = frozenset(r.name for r in registrations[i] if not r.once)
             results.append(DispatchResult(event, ran, done[i], busy[i], idempotent))
-            # Handlers that failed are released so a redelivery runs them; one that ran but could not be
-            # recorded ("unrecorded") keeps its claim, so no other copy runs it again within the lease.
             acquired = {h: c for h, c in by_event[i].items() if c.state == "acquired"}
+            succeeded.update(
+                {(event.id, o.name): acquired[o.name] for o in ran if o.status == "ok" and o.name in acquired}
+            )
+            # Handlers that failed are released so a redelivery runs them.
             failed += [acquired[o.name] for o in ran if o.status in ("failed", "timeout") and o.name in acquired]
         await asyncio.gather(*(self._dedupe.release(c) for c in failed))
         return results
+
+
+def _unrecorded(result: DispatchResult, succeeded: dict[tuple[str, str], Claim], error: Exception) -> DispatchResult:
+    """``result`` with its recorded-to-be successes turned ``unrecorded`` (ran, but not marked done)."""
+    reason = f"ran, not recorded: {type(error).__name__}"
+    ran = tuple(
+        HandlerOutcome(o.name, "unrecorded", o.duration_ms, reason)
+        if o.status == "ok" and (result.event.id, o.name) in succeeded
+        else o
+        for o in result.ran
+    )
+    return replace(result, ran=ran)

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from shared.errors import StorageUnavailableError
 from shared.events.bus import EventBus
-from shared.events.dedupe import DedupeConfig, DedupeStore
+from shared.events.dedupe import OWNERS_PARTITION, DedupeConfig, DedupeStore
 from shared.events.dispatch import ExactlyOnceDispatcher
 from shared.events.handlers import FORWARD_HANDLER, EventForwarder, ForwardingConfig, register_builtin_handlers
 from shared.events.lifecycle import LoggingLifecycleReactions
@@ -27,7 +28,8 @@ from shared.events.notifications import (
 from shared.events.outbound import decode_events
 from shared.events.poison import peek_poison
 from shared.events.processor import HandlersFailedError, NotificationProcessor, ProcessorConfig
-from shared.storage import Queues, Tables, counting_calls
+from shared.names import DEDUPE_TABLE
+from shared.storage import OutageWait, Queues, Tables, counting_calls
 from tests.integration.events.conftest import QueueNames, drain
 from tests.unit.events import samples
 
@@ -98,19 +100,109 @@ def _stack(tables: Tables, queues: Queues, names: QueueNames) -> Stack:
 
 
 async def test_a_message_of_sixty_items_costs_a_few_storage_calls_and_forwards_each_once(stack: Stack) -> None:
-    """60 new items: claims and completions are one transaction per marker partition, the events go in
-    one packed message; counted at the call, that is at most 2 x partitions + 1 calls."""
+    """60 new items: the claims are one transaction per marker partition, the completion one owner row,
+    the events one packed message; counted at the call, that is at most partitions + 2 calls."""
     with counting_calls() as counted:
         result = await stack.processor.process(message(*items(60)))
     assert result.published == 60
     partitions = DedupeConfig().partitions
-    assert counted.calls <= 2 * partitions + 1, counted.calls
+    assert counted.calls <= partitions + 2, counted.calls
     texts = await drain(await stack.queues.get(stack.names.events))
     assert len(texts) == 1
     assert json.loads(texts[0])["v"] == 2
     forwarded = Counter(e["id"] for e in decode_events(texts[0]))
     assert len(forwarded) == 60
     assert set(forwarded.values()) == {1}
+
+
+async def marker_rows(tables: Tables) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The dedupe table's claim rows and owner rows."""
+    rows = [dict(r) async for r in (await tables.get(DEDUPE_TABLE)).list_entities()]
+    return [r for r in rows if r["PartitionKey"] != OWNERS_PARTITION], [
+        r for r in rows if r["PartitionKey"] == OWNERS_PARTITION
+    ]
+
+
+async def test_a_clean_dispatch_is_completed_by_one_owner_row_that_outlives_the_lease(
+    stack: Stack, tables: Tables
+) -> None:
+    """Every handler succeeded: the claims stay ``running`` and one owner row marks them all done, so a
+    redelivery long after the claims' lease finds them done instead of taking them over."""
+    batch = items(20)
+    assert (await stack.processor.process(message(*batch))).published == 20
+    claims, owners = await marker_rows(tables)
+    assert len(owners) == 1
+    assert len(claims) == 20
+    assert {(c["State"], c["Owner"]) for c in claims} == {("running", owners[0]["RowKey"])}
+
+    stack.clock.now += timedelta(seconds=FORWARD_LEASE + 1)
+    with counting_calls() as counted:
+        again = await stack.processor.process(message(*batch), dequeue_count=2)
+    assert (again.published, again.duplicates) == (0, 20)
+    assert counted.calls <= DedupeConfig().partitions + 20 + 1  # failed transactions, reads, one owner read
+    (event,) = await stack.events_of(batch[:1])
+    assert await stack.dedupe.completed(event.id) == {FORWARD_HANDLER}
+    assert set((await stack.forwarded()).values()) == {1}
+
+
+async def test_a_dispatch_with_a_failure_records_its_successes_row_by_row(stack: Stack, tables: Tables) -> None:
+    """One handler failed on one event: no owner row (it would cover a handler that did not run), the
+    successes are marked done row by row, the failure is released; the redelivery, after every lease,
+    runs the failed handler alone."""
+    batch = items(5)
+    events = await stack.events_of(batch)
+    runs: Counter[str] = Counter()
+
+    async def flaky(event: Event) -> None:
+        runs[event.id] += 1
+        if event.id == events[2].id and runs[event.id] == 1:
+            raise RuntimeError("downstream is down")
+
+    stack.bus.subscribe("flaky", flaky, ["messages.*"])
+    with pytest.raises(HandlersFailedError) as raised:
+        await stack.processor.process(message(*batch))
+    assert raised.value.result.failed == 1
+    claims, owners = await marker_rows(tables)
+    assert owners == []
+    assert Counter(c["State"] for c in claims) == {"done": 9}  # 5 forwards, 4 flaky; the failed one released
+
+    stack.clock.now += timedelta(seconds=FORWARD_LEASE + 1)
+    again = await stack.processor.process(message(*batch), dequeue_count=2)
+    assert again.failed == 0
+    assert runs == {e.id: 2 if e is events[2] else 1 for e in events}
+    assert set((await stack.forwarded()).values()) == {1}
+
+
+async def test_a_completion_that_cannot_be_written_keeps_the_claims_until_their_lease_ends(
+    stack: Stack, tables: Tables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forwarded, then Storage refused the owner row past the outage budget: the outcomes are
+    ``unrecorded`` (the message is retried), a redelivery within the lease finds the claims busy and sends
+    nothing; after the lease it forwards again. That second copy is the duplicate window the README states
+    (a completion lost past the budget)."""
+    stack.dispatcher = ExactlyOnceDispatcher(stack.bus, stack.dedupe, OutageWait(budget_seconds=0.3, first_delay=0.1))
+    stack.processor = NotificationProcessor(
+        stack.dispatcher, stack.queues, ProcessorConfig(queue=stack.names.notifications), poison_marks=stack.dedupe
+    )
+
+    async def refused(owner: str) -> None:
+        raise StorageUnavailableError("owner row")
+
+    batch = items(3)
+    with monkeypatch.context() as patched:
+        patched.setattr(stack.dedupe, "complete_owner", refused)
+        with pytest.raises(HandlersFailedError) as raised:
+            await stack.processor.process(message(*batch))
+    assert raised.value.result.failed == 3
+    assert (await marker_rows(tables))[1] == []
+
+    with pytest.raises(HandlersFailedError):  # within the lease: held, nothing sent again
+        await stack.processor.process(message(*batch), dequeue_count=2)
+    assert set((await stack.forwarded()).values()) == {1}
+
+    stack.clock.now += timedelta(seconds=FORWARD_LEASE + 1)
+    assert (await stack.processor.process(message(*batch), dequeue_count=3)).published == 3
+    assert set((await stack.forwarded()).values()) == {1}  # the second copy (the first was drained above)
 
 
 async def test_a_transaction_that_fails_in_part_still_decides_every_marker(stack: Stack) -> None:
