@@ -1,4 +1,4 @@
-"""Table and queue access shared by every component: one error type, safe keys, tables created once.
+"""Table and queue access shared by every component: one error type, safe keys, tables created on demand.
 
 **One storage-error layer.** Every Table and Queue client the app uses comes from ``Tables``/``Queues``
 wrapped in ``GuardedClient``: a failure that means "Storage did not answer" (connection refused or
@@ -6,6 +6,12 @@ dropped, timeout, 5xx, 408/429, 401/403) becomes ``StorageUnavailableError`` at 
 class raised it, so callers degrade by policy with one ``except``. Answers about data (404 not found,
 409 exists, 412 changed) are not outages and keep their SDK types. ``storage_call`` applies the same
 translation to a time-boxed block (an expired deadline is an outage too).
+
+**Created on demand.** A table or queue is not created ahead of its first use: a call that meets
+``TableNotFound``/``QueueNotFound`` creates it (if-not-exists) and runs once more, and a listing of one that
+does not exist is empty. A deployed app's tables and queues exist after its first minutes, so each cold
+process no longer pays two creation round trips before its first answer (the first 202 reads the registry
+and sends to a queue).
 
 Table keys must not contain ``/ \\ # ?`` or control characters and are limited to 1 KiB, so any key
 derived from user or Graph input goes through ``safe_key`` (readable when harmless, hashed otherwise).
@@ -236,37 +242,107 @@ def safe_key(text: str) -> str:
     return "h-" + hashed_key(text)
 
 
+_MISSING_CONTAINER = frozenset({"TableNotFound", "QueueNotFound"})
+
+
+def is_missing_container(error: BaseException) -> bool:
+    """True when ``error`` says the table or queue itself does not exist (not a row or a message).
+
+    The SDK leaves ``error_code`` empty on some answers (a Table insert's 404), so the header decides too."""
+    if getattr(error, "status_code", None) != 404:
+        return False
+    code = getattr(error, "error_code", None)
+    if code is None:
+        response = getattr(error, "response", None)
+        code = response.headers.get("x-ms-error-code") if response is not None else None
+    return getattr(code, "value", code) in _MISSING_CONTAINER  # the SDK's codes are str enums
+
+
+class _EmptyIfMissing:
+    """An SDK pager over a table or queue that may not exist yet: nothing to list then."""
+
+    def __init__(self, pages: Any) -> None:
+        self._pages = pages
+
+    def __aiter__(self) -> _EmptyIfMissing:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._pages.__anext__()
+        except Exception as error:
+            if is_missing_container(error):
+                raise StopAsyncIteration from None
+            raise
+
+
+class CreatedOnDemand:
+    """An SDK Table/Queue client whose calls create the table or queue when Storage says it does not exist,
+    then run once more; listings of a missing one are empty. Attributes pass through (the guard and the
+    spans read the table or queue name)."""
+
+    def __init__(self, client: Any, create: Callable[[], Awaitable[object]]) -> None:
+        self._client = client
+        self._create = create
+
+    def __getattr__(self, attribute: str) -> Any:
+        value = getattr(self._client, attribute)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = value(*args, **kwargs)
+            if inspect.isawaitable(result):
+                return self._again_if_missing(result, lambda: value(*args, **kwargs))
+            if hasattr(result, "__anext__"):
+                return _EmptyIfMissing(result)
+            return result
+
+        functools.update_wrapper(call, value)
+        setattr(self, attribute, call)
+        return call
+
+    async def _again_if_missing(self, first: Awaitable[Any], again: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await first
+        except Exception as error:
+            if not is_missing_container(error):
+                raise
+        await self._create()
+        return await again()
+
+
 class Tables:
-    """Hands out table clients by short name (``cache`` → ``<prefix>cache``), creating each table once."""
+    """Hands out table clients by short name (``cache`` → ``<prefix>cache``); tables are created on demand."""
 
     def __init__(self, service: TableServiceClient, prefix: str) -> None:
         self._service = service
         self._prefix = prefix
         self._ready: dict[str, TableClient] = {}
-        self._lock = asyncio.Lock()
 
     def name(self, short_name: str) -> str:
         return f"{self._prefix}{short_name}"
 
     async def get(self, short_name: str) -> TableClient:
-        """The table's client; the first call per process creates the table if it does not exist."""
+        """The table's client (no Storage call: a call that finds no table creates it)."""
         client = self._ready.get(short_name)
-        if client is not None:
-            return client
-        async with self._lock:
-            if short_name not in self._ready:
-                from shared.table_batch import use_lean_transactions
+        if client is None:
+            from shared.table_batch import use_lean_transactions
 
-                name = self.name(short_name)
+            name = self.name(short_name)
+
+            async def create() -> None:
                 async with storage_call(f"create table {short_name}"):
                     await self._service.create_table_if_not_exists(name)
-                client = use_lean_transactions(self._service.get_table_client(name))
-                self._ready[short_name] = guard(client, f"table {short_name}")
-        return self._ready[short_name]
+
+            sdk_client = use_lean_transactions(self._service.get_table_client(name))
+            on_demand = cast("TableClient", CreatedOnDemand(sdk_client, create))
+            client = self._ready[short_name] = guard(on_demand, f"table {short_name}")
+        return client
 
 
 class Queues:
-    """Hands out queue clients by name, creating each queue once per process.
+    """Hands out queue clients by name; queues are created on demand.
 
     Message text is base64-encoded on send and decoded on receive, as queue triggers expect it
     (host.json ``messageEncoding``). The policies must be given per queue client: a queue client made
@@ -276,22 +352,23 @@ class Queues:
     def __init__(self, service: QueueServiceClient) -> None:
         self._service = service
         self._ready: dict[str, QueueClient] = {}
-        self._lock = asyncio.Lock()
 
     async def get(self, name: str) -> QueueClient:
+        """The queue's client (no Storage call: a call that finds no queue creates it)."""
         client = self._ready.get(name)
-        if client is not None:
-            return client
-        async with self._lock:
-            if name not in self._ready:
-                from azure.core.exceptions import ResourceExistsError
-                from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+        if client is None:
+            from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
-                queue = self._service.get_queue_client(
-                    name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
-                )
+            queue = self._service.get_queue_client(
+                name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
+            )
+
+            async def create() -> None:
+                from azure.core.exceptions import ResourceExistsError
+
                 async with storage_call(f"create queue {name}"):
                     with contextlib.suppress(ResourceExistsError):
                         await queue.create_queue()
-                self._ready[name] = guard(queue, f"queue {name}")
-        return self._ready[name]
+
+            client = self._ready[name] = guard(cast("QueueClient", CreatedOnDemand(queue, create)), f"queue {name}")
+        return client
