@@ -83,6 +83,7 @@ NOTIFICATIONS_QUEUE = "graph-notifications"
 EVENTS_QUEUE = "graph-events"
 CPU_ROLES = ("client", "harness", "Azurite", "simulator")
 PROCESSOR_OFF = {"AzureWebJobs.process_notifications.Disabled": "true"}
+STARTUP_SETTLE_SECONDS = 10.0  # a load case starts this long after its harness was spawned
 MASTER_KEY = secrets.token_urlsafe(24)  # the harness's admin key, to read /api/status
 E2E_PER_POST = 10
 E2E_RATE_TARGET = 1000.0
@@ -508,6 +509,9 @@ def loaded_case(
         notifications = make_notifications(asyncio.run(register_subscription(connection, prefix, url)))
         bodies = [notifications.body(LOAD_PER_POST) for _ in range(int(rate * seconds / LOAD_PER_POST))]
         asyncio.run(post_concurrently(url, notifications, LOAD_PER_POST, 20, 5.0, senders=4, warm_up=False))
+        # Steady state: the case starts once the process's start-up work is over (its startup timers run
+        # TIMER_STARTUP_DELAY_SECONDS, 3 s, after start and take a few seconds of Graph and Table calls).
+        time.sleep(max(0.0, harness.started + STARTUP_SETTLE_SECONDS - time.perf_counter()))
         log_before = len(harness.output())
         run = LoadRun(label, rate, LOAD_PER_POST, seconds)
         if processing:
@@ -594,6 +598,8 @@ def measure_load(stack: Stack, rates: list[float], seconds: float) -> tuple[list
         f"Offered load: POSTs of {LOAD_PER_POST} notifications leave on a fixed schedule for {seconds:g} s per "
         "case, whatever the answers take (open loop); each ack latency counts from the moment its POST was due. "
         "The processor runs in the same harness process, working through everything acknowledged so far. "
+        f"Each case starts {STARTUP_SETTLE_SECONDS:g} s after its harness was spawned, once the process's start-up "
+        "work (the startup timers) is over: steady state, not a fresh instance's first seconds. "
         "Loop lag: the app's own sampler (every 50 ms, the last 1,024 samples) from `/api/status`. "
         "Timeouts logged: the app's handler and persist timeouts during the case (none were injected).",
         "",
