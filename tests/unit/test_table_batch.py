@@ -14,7 +14,7 @@ from azure.core.rest import HttpRequest
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from shared.table_batch import decode_parts, encode_changeset
+from shared.table_batch import decode_parts, encode_changeset, lean_parts
 
 CONNECTION = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
@@ -64,8 +64,18 @@ class _Capture(AsyncHttpTransport):
         raise _Captured(request)
 
 
-async def _sdk_batch() -> tuple[bytes, list[HttpRequest]]:
-    """The body the SDK itself sends for ``OPERATIONS``, and the part requests it built."""
+# The operations the app's hot paths submit, built by ``lean_parts`` instead of the SDK: awkward keys too.
+LEAN_OPERATIONS: list[Any] = [
+    ("create", {"PartitionKey": "p q", "RowKey": "h-ab~forward", "When": datetime(2026, 1, 1, tzinfo=UTC), "N": -2}),
+    ("create", {"PartitionKey": "p q", "RowKey": "x\u00e9", "Owner": "", "F": 0.5, "B": False}),
+    ("upsert", {"PartitionKey": "p q", "RowKey": "it's +=&é~", "X": "a\r\nb"}, {"mode": UpdateMode.REPLACE}),
+    ("upsert", {"PartitionKey": "p q", "RowKey": "m", "Generation": 7}, {"mode": UpdateMode.MERGE}),
+    ("upsert", {"PartitionKey": "p q", "RowKey": "n"}),
+]
+
+
+async def _sdk_batch(operations: list[Any] = OPERATIONS) -> tuple[bytes, list[HttpRequest]]:
+    """The body the SDK itself sends for ``operations``, and the part requests it built."""
     client = TableClient.from_connection_string(CONNECTION, "tbl", transport=_Capture())
     parts: list[HttpRequest] = []
     original = client._batch_send
@@ -76,13 +86,13 @@ async def _sdk_batch() -> tuple[bytes, list[HttpRequest]]:
 
     client._batch_send = recording  # type: ignore[method-assign]
     with pytest.raises(_Captured) as captured:
-        await client.submit_transaction(OPERATIONS)
+        await client.submit_transaction(operations)
     body = captured.value.request.body
     return body if isinstance(body, bytes) else body.encode(), parts
 
 
-def test_the_request_body_is_the_sdks_byte_for_byte() -> None:
-    sdk_body, parts = asyncio.run(_sdk_batch())
+def _boundaries(sdk_body: bytes) -> tuple[str, str, str]:
+    """The batch and changeset boundaries and the date the SDK wrote into ``sdk_body``."""
     text = sdk_body.decode()
     batch = re.search(r"--(batch_[0-9a-f-]{36})", text)
     changeset = re.search(r"boundary=(changeset_[0-9a-f-]{36})", text)
@@ -90,10 +100,32 @@ def test_the_request_body_is_the_sdks_byte_for_byte() -> None:
     assert batch
     assert changeset
     assert date
+    return batch.group(1), changeset.group(1), date.group(1)
 
-    ours = encode_changeset(parts, batch.group(1), changeset.group(1), date.group(1))
 
-    assert ours == sdk_body
+def test_the_request_body_is_the_sdks_byte_for_byte() -> None:
+    sdk_body, parts = asyncio.run(_sdk_batch())
+    assert encode_changeset(parts, *_boundaries(sdk_body)) == sdk_body
+
+
+def test_lean_parts_of_creates_and_upserts_are_the_sdks_byte_for_byte() -> None:
+    sdk_body, _ = asyncio.run(_sdk_batch(LEAN_OPERATIONS))
+    parts = lean_parts("http://127.0.0.1:9/devstoreaccount1", "tbl", "2019-02-02", LEAN_OPERATIONS)
+    assert parts is not None
+    assert encode_changeset(parts, *_boundaries(sdk_body)) == sdk_body
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        ("delete", {"PartitionKey": "p", "RowKey": "e"}),
+        ("update", {"PartitionKey": "p", "RowKey": "d"}, {"mode": UpdateMode.REPLACE}),
+        ("upsert", {"PartitionKey": "p", "RowKey": "c"}, {"mode": UpdateMode.REPLACE, "etag": "x"}),
+        ("create", {"PartitionKey": "p", "RowKey": "a"}, {"headers": {"x": "y"}}),
+    ],
+)
+def test_any_other_operation_or_option_is_left_to_the_sdk(operation: Any) -> None:
+    assert lean_parts("http://h/a", "tbl", "2019-02-02", [LEAN_OPERATIONS[0], operation]) is None
 
 
 ANSWER = (
