@@ -130,6 +130,8 @@ class CallCount:
         self.conflicts = 0
 
 
+Create = Callable[[], Awaitable[None]]  # makes a missing table or queue (if-not-exists)
+
 _counting: contextvars.ContextVar[CallCount | None] = contextvars.ContextVar("storage_call_count", default=None)
 
 
@@ -157,29 +159,54 @@ def trace_calls(span: CallSpan | None) -> None:
     _call_span = span
 
 
-class _GuardedPages:
-    """An SDK async pager whose iteration failures are translated like every other call."""
+_MISSING_CONTAINER = frozenset({"TableNotFound", "QueueNotFound"})
 
-    def __init__(self, pages: Any, operation: str) -> None:
+
+def is_missing_container(error: BaseException) -> bool:
+    """True when ``error`` says the table or queue itself does not exist (not a row or a message).
+
+    The SDK leaves ``error_code`` empty on some answers (a Table insert's 404), so the header decides too."""
+    if getattr(error, "status_code", None) != 404:
+        return False
+    code = getattr(error, "error_code", None)
+    if code is None:
+        response = getattr(error, "response", None)
+        code = response.headers.get("x-ms-error-code") if response is not None else None
+    return getattr(code, "value", code) in _MISSING_CONTAINER  # the SDK's codes are str enums
+
+
+class _GuardedPages:
+    """An SDK async pager whose iteration failures are translated like every other call; with
+    ``empty_if_missing``, a listing of a table or queue that does not exist is empty."""
+
+    def __init__(self, pages: Any, operation: str, empty_if_missing: bool) -> None:
         self._pages = pages
         self._operation = operation
+        self._empty_if_missing = empty_if_missing
 
     def __aiter__(self) -> _GuardedPages:
         return self
 
     async def __anext__(self) -> Any:
-        with translated(self._operation):
-            return await self._pages.__anext__()
+        try:
+            with translated(self._operation):
+                return await self._pages.__anext__()
+        except Exception as error:
+            if self._empty_if_missing and is_missing_container(error):
+                raise StopAsyncIteration from None
+            raise
 
 
 class GuardedClient:
     """Forwards every attribute to an SDK Table/Queue client; failures of its calls that are outages
     become ``StorageUnavailableError``. Typed as the client it wraps (``guard``), so callers keep the
-    SDK's signatures."""
+    SDK's signatures. With ``create``, a call that finds its table or queue missing creates it (``create()``)
+    and runs once more, and a listing of a missing one is empty."""
 
-    def __init__(self, client: Any, name: str) -> None:
+    def __init__(self, client: Any, name: str, create: Create | None = None) -> None:
         self._client = client
         self._name = name
+        self._create = create
 
     def __getattr__(self, attribute: str) -> Any:
         value = getattr(self._client, attribute)
@@ -195,10 +222,21 @@ class GuardedClient:
             with translated(operation):
                 result = value(*args, **kwargs)
             if inspect.isawaitable(result):
-                return _guarded_await(result, operation, attribute, self._client)
+                awaited = _guarded_await(result, operation, attribute, self._client)
+                if self._create is None:
+                    return awaited
+                return _again_if_missing(awaited, self._create, lambda: call_again(*args, **kwargs))
             if hasattr(result, "__anext__"):
-                return _GuardedPages(result, operation)
+                return _GuardedPages(result, operation, empty_if_missing=self._create is not None)
             return result
+
+        def call_again(*args: Any, **kwargs: Any) -> Any:
+            count = _counting.get()
+            if count is not None:
+                count.calls += 1
+            with translated(operation):
+                result = value(*args, **kwargs)
+            return _guarded_await(result, operation, attribute, self._client)
 
         setattr(self, attribute, call)  # built once per method: later lookups skip __getattr__
         return call
@@ -216,11 +254,22 @@ async def _guarded_await(awaitable: Awaitable[_T], operation: str, method: str, 
         raise
 
 
-def guard(client: _T, name: str) -> _T:
-    """``client`` behind the storage-error layer, still typed as ``client``."""
+async def _again_if_missing(first: Awaitable[_T], create: Create, again: Callable[[], Awaitable[_T]]) -> _T:
+    try:
+        return await first
+    except Exception as error:
+        if not is_missing_container(error):
+            raise
+    await create()
+    return await again()
+
+
+def guard(client: _T, name: str, create: Create | None = None) -> _T:
+    """``client`` behind the storage-error layer, still typed as ``client``; with ``create``, its table or
+    queue is created on demand."""
     if isinstance(client, GuardedClient):
         return client
-    return cast(_T, GuardedClient(client, name))
+    return cast(_T, GuardedClient(client, name, create))
 
 
 _UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f%]")
@@ -240,76 +289,6 @@ def safe_key(text: str) -> str:
     if len(text) <= MAX_READABLE_KEY and text and not _UNSAFE.search(text) and not text.startswith("h-"):
         return text
     return "h-" + hashed_key(text)
-
-
-_MISSING_CONTAINER = frozenset({"TableNotFound", "QueueNotFound"})
-
-
-def is_missing_container(error: BaseException) -> bool:
-    """True when ``error`` says the table or queue itself does not exist (not a row or a message).
-
-    The SDK leaves ``error_code`` empty on some answers (a Table insert's 404), so the header decides too."""
-    if getattr(error, "status_code", None) != 404:
-        return False
-    code = getattr(error, "error_code", None)
-    if code is None:
-        response = getattr(error, "response", None)
-        code = response.headers.get("x-ms-error-code") if response is not None else None
-    return getattr(code, "value", code) in _MISSING_CONTAINER  # the SDK's codes are str enums
-
-
-class _EmptyIfMissing:
-    """An SDK pager over a table or queue that may not exist yet: nothing to list then."""
-
-    def __init__(self, pages: Any) -> None:
-        self._pages = pages
-
-    def __aiter__(self) -> _EmptyIfMissing:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await self._pages.__anext__()
-        except Exception as error:
-            if is_missing_container(error):
-                raise StopAsyncIteration from None
-            raise
-
-
-class CreatedOnDemand:
-    """An SDK Table/Queue client whose calls create the table or queue when Storage says it does not exist,
-    then run once more; listings of a missing one are empty. Attributes pass through (the guard and the
-    spans read the table or queue name)."""
-
-    def __init__(self, client: Any, create: Callable[[], Awaitable[object]]) -> None:
-        self._client = client
-        self._create = create
-
-    def __getattr__(self, attribute: str) -> Any:
-        value = getattr(self._client, attribute)
-        if not callable(value):
-            return value
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = value(*args, **kwargs)
-            if inspect.isawaitable(result):
-                return self._again_if_missing(result, lambda: value(*args, **kwargs))
-            if hasattr(result, "__anext__"):
-                return _EmptyIfMissing(result)
-            return result
-
-        functools.update_wrapper(call, value)
-        setattr(self, attribute, call)
-        return call
-
-    async def _again_if_missing(self, first: Awaitable[Any], again: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            return await first
-        except Exception as error:
-            if not is_missing_container(error):
-                raise
-        await self._create()
-        return await again()
 
 
 class Tables:
@@ -336,8 +315,7 @@ class Tables:
                     await self._service.create_table_if_not_exists(name)
 
             sdk_client = use_lean_transactions(self._service.get_table_client(name))
-            on_demand = cast("TableClient", CreatedOnDemand(sdk_client, create))
-            client = self._ready[short_name] = guard(on_demand, f"table {short_name}")
+            client = self._ready[short_name] = guard(sdk_client, f"table {short_name}", create)
         return client
 
 
@@ -370,5 +348,5 @@ class Queues:
                     with contextlib.suppress(ResourceExistsError):
                         await queue.create_queue()
 
-            client = self._ready[name] = guard(cast("QueueClient", CreatedOnDemand(queue, create)), f"queue {name}")
+            client = self._ready[name] = guard(queue, f"queue {name}", create)
         return client

@@ -69,7 +69,7 @@ async def test_a_queue_is_created_by_its_first_send_and_a_missing_one_has_no_mes
         with counting_calls() as counted:
             queue = await queues.get(unique_name)
         assert counted.calls == 0
-        created = CountingCreates(monkeypatch, queue._client._client, "create_queue")  # type: ignore[attr-defined]
+        created = CountingCreates(monkeypatch, queue._client, "create_queue")  # type: ignore[attr-defined]
         assert [m async for m in queue.receive_messages()] == []
         await queue.send_message("hello")
         await queue.send_message("again")
