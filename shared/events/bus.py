@@ -32,12 +32,8 @@ log = get_logger("events.bus")
 Handler = Callable[[Event], Awaitable[None]]
 # Runs a handler on many events in one call; returns the events that failed (id → error); raising fails all.
 BatchHandler = Callable[[Sequence[Event]], Awaitable[Mapping[str, BaseException]]]
-# Called with a handler's name right after it succeeded (the dispatcher records it done at once).
-OnSuccess = Callable[[str], Awaitable[None]]
-# ``publish_many``'s form: the handler's name and the events it succeeded on, once per handler.
-OnSuccessMany = Callable[[str, Sequence[Event]], Awaitable[None]]
 EVENT_CONCURRENCY = 16  # events one per-event handler runs at once within ``publish_many``
-# "unrecorded": the handler ran, but ``on_success`` (recording it) failed; it still counts as failed.
+# "unrecorded": the handler ran, but the dispatcher could not record it done; it still counts as failed.
 OutcomeStatus = Literal["ok", "failed", "timeout", "unrecorded", "skipped"]
 
 FAILED: tuple[OutcomeStatus, ...] = ("failed", "timeout", "unrecorded")
@@ -132,14 +128,11 @@ class EventBus:
     def handlers_for(self, event_type: str) -> list[Registration]:
         return [r for r in self._registrations if r.matches(event_type)]
 
-    async def publish(
-        self, event: Event, *, skip: Collection[str] = (), on_success: OnSuccess | None = None
-    ) -> PublishResult:
-        """Run every matching handler not in ``skip`` concurrently; never raises for a handler's failure.
-        ``on_success(name)`` runs right after each handler that succeeded; if it fails, so does the outcome."""
+    async def publish(self, event: Event, *, skip: Collection[str] = ()) -> PublishResult:
+        """Run every matching handler not in ``skip`` concurrently; never raises for a handler's failure."""
         registrations = self.handlers_for(event.type)
         outcomes = await asyncio.gather(
-            *(_skipped(r.name) if r.name in skip else _run(r, event, on_success) for r in registrations)
+            *(_skipped(r.name) if r.name in skip else _run(r, event) for r in registrations)
         )
         return PublishResult(event.type, tuple(outcomes))
 
@@ -148,11 +141,9 @@ class EventBus:
         events: Sequence[Event],
         *,
         skip: Sequence[Collection[str]] = (),
-        on_success: OnSuccessMany | None = None,
     ) -> list[PublishResult]:
         """``publish`` for many events (``skip[i]`` for ``events[i]``): each handler runs once over its
-        events (batch handlers in one call), then ``on_success(name, events it succeeded on)``; if that
-        fails, those outcomes are ``unrecorded``. One result per event, in order."""
+        events (batch handlers in one call). One result per event, in order."""
         skips = list(skip) or [()] * len(events)
         outcomes: list[dict[str, HandlerOutcome]] = [{} for _ in events]
 
@@ -165,9 +156,6 @@ class EventBus:
             if not todo:
                 return
             ran = await _run_many(registration, [events[i] for i in todo])
-            ok = [events[i] for i, o in zip(todo, ran, strict=True) if o.status == "ok"]
-            if ok and on_success is not None:
-                ran = await _record(registration.name, ok, ran, on_success)
             for i, outcome in zip(todo, ran, strict=True):
                 outcomes[i][registration.name] = outcome
 
@@ -182,7 +170,7 @@ class EventBus:
 async def _run_many(registration: Registration, events: Sequence[Event]) -> list[HandlerOutcome]:
     """One outcome per event: the batch function once, or the handler per event (bounded)."""
     if registration.batch is None:
-        return await gather_bounded(events, EVENT_CONCURRENCY, lambda e: _run(registration, e, None))
+        return await gather_bounded(events, EVENT_CONCURRENCY, lambda e: _run(registration, e))
     started = time.perf_counter()
     name = registration.name
     try:
@@ -212,25 +200,11 @@ def _outcome(name: str, error: BaseException | None, elapsed: float) -> HandlerO
     return HandlerOutcome(name, "failed", elapsed, f"{type(error).__name__}: {error}", _is_outage(error))
 
 
-async def _record(
-    name: str, ok: Sequence[Event], ran: list[HandlerOutcome], on_success: OnSuccessMany
-) -> list[HandlerOutcome]:
-    """``ran`` with the successes turned ``unrecorded`` if recording them failed."""
-    try:
-        await on_success(name, ok)
-    except Exception as error:
-        log.warning("handler %s ran on %d events but could not be recorded: %s", name, len(ok), error)
-        # Not an outage to retry in place: the effect happened, running it again would repeat it.
-        failed = f"ran, not recorded: {type(error).__name__}"
-        return [HandlerOutcome(name, "unrecorded", o.duration_ms, failed) if o.status == "ok" else o for o in ran]
-    return ran
-
-
 async def _skipped(name: str) -> HandlerOutcome:
     return HandlerOutcome(name, "skipped")
 
 
-async def _run(registration: Registration, event: Event, on_success: OnSuccess | None) -> HandlerOutcome:
+async def _run(registration: Registration, event: Event) -> HandlerOutcome:
     started = time.perf_counter()
     name = registration.name
     try:
@@ -245,12 +219,4 @@ async def _run(registration: Registration, event: Event, on_success: OnSuccess |
         outage = isinstance(error, StorageUnavailableError)
         log.warning("handler %s failed on %s %s", name, event.type, event.id, exc_info=not outage)
         return HandlerOutcome(name, "failed", elapsed, f"{type(error).__name__}: {error}", outage)
-    if on_success is not None:
-        try:
-            await on_success(name)
-        except Exception as error:
-            elapsed = (time.perf_counter() - started) * 1000
-            log.warning("handler %s ran on %s %s but could not be recorded: %s", name, event.type, event.id, error)
-            # Not an outage to retry in place: the effect happened, running it again would repeat it.
-            return HandlerOutcome(name, "unrecorded", elapsed, f"ran, not recorded: {type(error).__name__}")
     return HandlerOutcome(name, "ok", (time.perf_counter() - started) * 1000)

@@ -153,38 +153,13 @@ async def test_publish_many_gives_a_batch_handler_its_events_in_one_call_and_kee
     bus.subscribe("fwd", single, ["*"], batch=batch)
     bus.subscribe("one", single, ["users.*"])
     events = [replace(make_event(), id=f"e{n}") for n in range(4)]
-    recorded: list[tuple[str, list[str]]] = []
-
-    async def on_success(name: str, ok: Sequence[Event]) -> None:
-        recorded.append((name, [e.id for e in ok]))
-
-    results = await bus.publish_many(events, skip=[(), (), (), ("fwd",)], on_success=on_success)
+    results = await bus.publish_many(events, skip=[(), (), (), ("fwd",)])
     assert calls == [["e0", "e1", "e2"]]
     assert sorted(singles) == ["e0", "e1", "e2", "e3"]
     by_event = [{o.name: (o.status, o.outage) for o in r.outcomes} for r in results]
     assert by_event[2]["fwd"] == ("failed", True)
     assert by_event[3]["fwd"] == ("skipped", False)
     assert by_event[0] == {"fwd": ("ok", False), "one": ("ok", False)}
-    assert ("fwd", ["e0", "e1"]) in recorded
-
-
-async def test_publish_many_marks_successes_unrecorded_when_recording_fails() -> None:
-    """The effect happened but its record failed: ``unrecorded``, not retried in place."""
-    from dataclasses import replace
-
-    async def batch(events: Sequence[Event]) -> Mapping[str, BaseException]:
-        return {}
-
-    async def single(event: Event) -> None:
-        return None
-
-    async def on_success(name: str, ok: Sequence[Event]) -> None:
-        raise RuntimeError("table down")
-
-    bus = EventBus()
-    bus.subscribe("fwd", single, ["*"], batch=batch)
-    results = await bus.publish_many([replace(make_event(), id="a"), make_event()], on_success=on_success)
-    assert [o.status for r in results for o in r.outcomes] == ["unrecorded", "unrecorded"]
 
 
 async def test_a_batch_handler_that_raises_or_times_out_fails_every_event() -> None:
